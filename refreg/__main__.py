@@ -1,0 +1,3 @@
+from refreg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""One code path for every array library.
+
+Every public function of refreg takes its array namespace ``xp`` from its inputs (array-api-compat) and uses
+only array-API calls on it, so the same code runs on NumPy, CuPy and the strict stand-in ``array_api_strict``.
+Randomness is drawn on the host with :class:`numpy.random.Generator` and moved with ``xp.asarray``: a NumPy
+run and a CuPy run with the same seed start from identical numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "as_generator",
+    "float_dtype",
+    "get_namespace",
+    "is_array",
+    "namespace_of_params",
+    "to_numpy",
+]
+
+
+def is_array(x: Any) -> bool:
+    """True for an array of any array-API library (NumPy, CuPy, array_api_strict, ...)."""
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, bool, complex))
+
+
+def get_namespace(*arrays: Any, xp: Any = None) -> Any:
+    """The array namespace shared by ``arrays`` (``xp`` short-circuits the look-up).
+
+    Raises
+    ------
+    TypeError
+        If the arrays come from different array libraries, or one is not an array.
+    """
+    if xp is not None:
+        return xp
+    arrays = tuple(a for a in arrays if a is not None)
+    for a in arrays:
+        if not is_array(a):
+            raise TypeError(f"expected an array, got {type(a).__name__}: {a!r:.80}")
+    try:
+        return array_api_compat.array_namespace(*arrays)
+    except TypeError as err:
+        kinds = sorted({type(a).__module__ + "." + type(a).__name__ for a in arrays})
+        raise TypeError(f"arrays come from different array libraries: {kinds}") from err
+
+
+def namespace_of_params(params: Mapping[str, Any], *, name: str = "params") -> Any:
+    """Namespace of a dict of arrays, checking that every value is a real floating array.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is not a non-empty dict of arrays, or a value is integer, bool or complex.
+    """
+    if not isinstance(params, Mapping) or len(params) == 0:
+        raise TypeError(f"{name} must be a non-empty dict of arrays, got {type(params).__name__}")
+    for key, value in params.items():
+        if not is_array(value):
+            raise TypeError(f"{name}[{key!r}] must be an array, got {type(value).__name__}")
+    xp = get_namespace(*params.values())
+    for key, value in params.items():
+        if not xp.isdtype(value.dtype, "real floating"):
+            raise TypeError(
+                f"{name}[{key!r}] must have a real floating dtype (float32 or float64), got {value.dtype}"
+            )
+    return xp
+
+
+def float_dtype(xp: Any, dtype: Any) -> Any:
+    """Resolve ``"float32"``/``"float64"`` (or a dtype object) to ``xp``'s dtype; anything else is an error."""
+    if isinstance(dtype, str):
+        if dtype not in ("float32", "float64"):
+            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        return getattr(xp, dtype)
+    for name in ("float32", "float64"):
+        if dtype == getattr(xp, name):
+            return dtype
+    raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+
+
+def as_generator(rng: Any) -> np.random.Generator:
+    """SPEC 7 ``rng=``: None (fresh entropy), an int seed, or a :class:`numpy.random.Generator`.
+
+    A Generator is used as it is (its state advances), so a caller keeps control of the stream.
+    """
+    if rng is None or isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng is not None and rng < 0:
+            raise ValueError(f"rng seed must be a non-negative int, got {rng!r}")
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"rng must be None, an int or a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def default_namespace(xp: Any = None) -> Any:
+    """The namespace to create arrays in: ``xp`` if given, else NumPy (wrapped by array-api-compat)."""
+    if xp is None:
+        return array_api_compat.array_namespace(np.empty(0))
+    return xp
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """An array of any library as a host NumPy array (NumPy input is returned as is); for saving, plotting, tests."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    try:
+        return np.from_dlpack(x)
+    except (TypeError, AttributeError, RuntimeError, BufferError):
+        return np.asarray(x)
+
+
+def scalar(x: Any) -> float:
+    """A 0-d array (or Python number) as a Python float; a host sync on a GPU."""
+    if isinstance(x, (int, float)):
+        return float(x)
+    return float(to_numpy(x))

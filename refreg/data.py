@@ -1,0 +1,223 @@
+"""Small data sets that need no download, and a reader for local MNIST IDX files.
+
+Every loader returns host NumPy arrays (``x`` float64 of shape (n, d), ``y`` int64 of shape (n,)); move them
+to another array library with ``xp.asarray``. Every split and subset takes an explicit ``rng``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from refreg._backend import as_generator
+from refreg._validation import check_in_range
+
+__all__ = [
+    "MNIST_FILES",
+    "Dataset",
+    "digits",
+    "minibatches",
+    "mnist",
+    "modular_addition",
+    "read_idx",
+    "subset",
+    "teacher_student",
+]
+
+
+class Dataset(NamedTuple):
+    """A train/test split: ``x_*`` of shape (n, d), ``y_*`` of shape (n,) (int64 labels or float targets)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def _check_count(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def modular_addition(p: int = 59, train_fraction: float = 0.5, rng: Any = 0) -> Dataset:
+    """All pairs ``(a, b)`` with label ``(a + b) mod p``; input ``one_hot(a) ‖ one_hot(b)`` of shape (p², 2p).
+
+    The pairs are split at random (seeded by ``rng``) into ``round(train_fraction · p²)`` training pairs and
+    the rest for validation (``x_test``), the grokking task of Power et al. (2022).
+    """
+    p = _check_count("p", p, 2)
+    check_in_range("train_fraction", train_fraction, 0.0, 1.0, closed="neither")
+    gen = as_generator(rng)
+    a, b = np.divmod(np.arange(p * p), p)
+    x = np.zeros((p * p, 2 * p))
+    x[np.arange(p * p), a] = 1.0
+    x[np.arange(p * p), p + b] = 1.0
+    y = (a + b) % p
+    order = gen.permutation(p * p)
+    n_train = round(train_fraction * p * p)
+    tr, te = order[:n_train], order[n_train:]
+    return Dataset(x[tr], y[tr].astype(np.int64), x[te], y[te].astype(np.int64))
+
+
+def teacher_student(
+    n_train: int = 256,
+    n_test: int = 256,
+    sizes: tuple[int, ...] = (8, 4, 1),
+    noise: float = 0.0,
+    rng: Any = 0,
+) -> Dataset:
+    """Regression targets from a random ReLU teacher ``MLP(sizes)``: ``y = teacher(x) + noise·N(0, 1)``.
+
+    ``x ~ N(0, I)``; ``y`` has shape (n, sizes[-1]).
+    """
+    from refreg.nn import MLP
+
+    n_train, n_test = _check_count("n_train", n_train), _check_count("n_test", n_test)
+    gen = as_generator(rng)
+    net = MLP(sizes)
+    params = net.init(rng=gen)
+    params = {k: np.asarray(v) for k, v in params.items()}
+    x = gen.standard_normal((n_train + n_test, sizes[0]))
+    y = np.asarray(net.predict(params, x)) + noise * gen.standard_normal((n_train + n_test, sizes[-1]))
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def digits(test_fraction: float = 0.25, rng: Any = 0, standardize: bool = True) -> Dataset:
+    """scikit-learn's bundled 8×8 digits (1,797 images, 10 classes; no download), x of shape (n, 64).
+
+    Split per class (stratified) with a seeded permutation; standardized with the training set's per-pixel mean
+    and standard deviation (pixels constant on the training set are only centred).
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("digits() needs scikit-learn: pip install 'refreg[figures]'") from err
+    check_in_range("test_fraction", test_fraction, 0.0, 1.0, closed="neither")
+    gen = as_generator(rng)
+    bunch = load_digits()
+    x, y = bunch.data.astype(np.float64), bunch.target.astype(np.int64)
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = gen.permutation(np.flatnonzero(y == c))
+        n_test = round(test_fraction * idx.size)
+        test_idx.append(idx[:n_test])
+        train_idx.append(idx[n_test:])
+    tr = gen.permutation(np.concatenate(train_idx))
+    te = np.sort(np.concatenate(test_idx))
+    x_train, x_test = x[tr], x[te]
+    if standardize:
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        std[std == 0] = 1.0
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    return Dataset(x_train, y[tr], x_test, y[te])
+
+
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_IDX_MAGIC = {2051: 3, 2049: 1}  # unsigned-byte images (3 dims) and labels (1 dim)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (raw or gzip), checking its magic number and that its size matches its header."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{str(path)!r} is too short to be an IDX file ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    if magic not in _IDX_MAGIC:
+        raise ValueError(
+            f"{str(path)!r} has magic number {magic}, expected 2051 (images) or 2049 (labels)"
+        )
+    ndim = _IDX_MAGIC[magic]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise ValueError(
+            f"{str(path)!r} has {len(data)} bytes, its header {shape} says {expected}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    return None
+
+
+def mnist(path: str | os.PathLike, normalize: bool = True) -> Dataset:
+    """MNIST from the four standard IDX files in the folder ``path`` (raw or ``.gz``); x of shape (n, 784).
+
+    Pixels are scaled to [0, 1] and, with ``normalize``, standardized with the usual MNIST mean 0.1307 and
+    standard deviation 0.3081.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming every file that is missing.
+    ValueError
+        A file with a wrong magic number or size, or images and labels that do not match.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MNIST folder {str(folder)!r} does not exist")
+    found = {key: _find_idx(folder, stem) for key, stem in MNIST_FILES.items()}
+    missing = [MNIST_FILES[k] + "[.gz]" for k, v in found.items() if v is None]
+    if missing:
+        raise FileNotFoundError(f"MNIST folder {str(folder)!r} lacks {', '.join(missing)}")
+    arrays = {key: read_idx(p) for key, p in found.items()}
+    out = []
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"MNIST {split} images {images.shape} and labels {labels.shape} do not match"
+            )
+        x = images.reshape(images.shape[0], -1).astype(np.float64) / 255.0
+        if normalize:
+            x = (x - 0.1307) / 0.3081
+        out += [x, labels.astype(np.int64)]
+    return Dataset(*out)
+
+
+def subset(x: np.ndarray, y: np.ndarray, per_class: int, rng: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` samples of every class, drawn without replacement by a seeded permutation.
+
+    Raises ``ValueError`` if a class has fewer than ``per_class`` samples.
+    """
+    per_class = _check_count("per_class", per_class)
+    gen = as_generator(rng)
+    y = np.asarray(y)
+    chosen = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if idx.size < per_class:
+            raise ValueError(f"per_class={per_class} but class {c} has only {idx.size} samples")
+        chosen.append(gen.permutation(idx)[:per_class])
+    order = gen.permutation(np.concatenate(chosen))
+    return x[order], y[order]
+
+
+def minibatches(n: int, batch_size: int, rng: Any, drop_last: bool = False) -> Iterator[np.ndarray]:
+    """Index arrays of one epoch over ``n`` samples in a seeded random order.
+
+    Use ``xp.take(x, xp.asarray(idx), axis=0)`` to gather a batch in any namespace.
+    """
+    n, batch_size = _check_count("n", n), _check_count("batch_size", batch_size)
+    order = as_generator(rng).permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]

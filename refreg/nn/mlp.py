@@ -1,0 +1,255 @@
+"""A multilayer perceptron with hand-written forward and backward passes.
+
+Notation (PyTorch layout, row-major batches):
+
+==========  ==========================  =================================================
+symbol      shape                       meaning
+==========  ==========================  =================================================
+X           (n, sizes[0])               input batch
+W_i         (sizes[i+1], sizes[i])      ``params["layers.{i}.weight"]``; row k = unit k's incoming weights
+b_i         (sizes[i+1],)               ``params["layers.{i}.bias"]``
+Z_i         (n, sizes[i+1])             pre-activation ``A_{i-1} @ W_i.T + b_i`` (A_{-1} = X)
+A_i         (n, sizes[i+1])             ``f(Z_i)``; the last layer has no activation (logits)
+delta_i     (n, sizes[i+1])             ``dL/dZ_i``
+==========  ==========================  =================================================
+
+Backward (one chain-rule line each):
+``dW_i = delta_i.T @ A_{i-1}``, ``db_i = Σ_n delta_i``, ``dA_{i-1} = delta_i @ W_i``,
+``delta_{i-1} = dA_{i-1} * f'(Z_{i-1})``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from refreg._backend import as_generator, default_namespace, float_dtype, get_namespace
+from refreg._validation import check_choice, check_positive
+from refreg.nn.activations import ACTIVATIONS
+from refreg.nn.losses import LOSSES
+
+__all__ = ["MLP", "LinearCache", "linear_backward", "linear_forward"]
+
+
+class LinearCache(NamedTuple):
+    """What a linear layer's backward pass needs: its input."""
+
+    x: Any
+
+
+def linear_forward(x: Any, W: Any, b: Any | None) -> tuple[Any, LinearCache]:
+    """``Z = X @ W.T + b``.
+
+    Parameters
+    ----------
+    x : array of shape (n, n_in)
+    W : array of shape (n_out, n_in)
+    b : array of shape (n_out,) or None
+
+    Returns
+    -------
+    z : array of shape (n, n_out)
+    cache : LinearCache
+    """
+    z = x @ W.T
+    if b is not None:
+        z = z + b
+    return z, LinearCache(x)
+
+
+def linear_backward(cache: LinearCache, W: Any, dz: Any) -> tuple[Any, Any, Any]:
+    """Backward of ``Z = X @ W.T + b``: ``dX = dZ @ W``, ``dW = dZ.T @ X``, ``db = Σ_n dZ``.
+
+    Returns
+    -------
+    dx : array of shape (n, n_in)
+    dW : array of shape (n_out, n_in)
+    db : array of shape (n_out,)
+    """
+    xp = get_namespace(dz)
+    return dz @ W, dz.T @ cache.x, xp.sum(dz, axis=0)
+
+
+class MLPCache(NamedTuple):
+    """Per layer: the linear cache (its input), the pre-activation Z and the activation A."""
+
+    linear: tuple[LinearCache, ...]
+    z: tuple[Any, ...]
+    a: tuple[Any, ...]
+
+
+class MLP:
+    """Fully connected net ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+
+    An activation follows every layer but the last, whose output is the logits / prediction.
+
+    Parameters
+    ----------
+    sizes : sequence of int, length >= 2
+        Widths from input to output.
+    activation : {"relu", "tanh", "identity"}
+        ``"identity"`` gives a linear net.
+    bias : bool
+        Whether the layers have biases.
+
+    Examples
+    --------
+    >>> net = MLP([4, 8, 3])
+    >>> params = net.init(rng=0)
+    >>> sorted(params)
+    ['layers.0.bias', 'layers.0.weight', 'layers.1.bias', 'layers.1.weight']
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str = "relu", bias: bool = True):
+        sizes = list(sizes) if not isinstance(sizes, (str, bytes)) else sizes
+        if (
+            not isinstance(sizes, list)
+            or len(sizes) < 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+        ):
+            raise ValueError(f"sizes must be a sequence of >= 2 positive ints, got {sizes!r}")
+        check_choice("activation", activation, ACTIVATIONS)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {bias!r}")
+        self.sizes = tuple(sizes)
+        self.activation = activation
+        self.bias = bias
+
+    def __repr__(self) -> str:
+        return f"MLP(sizes={list(self.sizes)}, activation={self.activation!r}, bias={self.bias})"
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def weight_name(self, i: int) -> str:
+        return f"layers.{i}.weight"
+
+    def bias_name(self, i: int) -> str:
+        return f"layers.{i}.bias"
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Expected shape of every parameter, in order (weight, bias per layer)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for i in range(self.n_layers):
+            shapes[self.weight_name(i)] = (self.sizes[i + 1], self.sizes[i])
+            if self.bias:
+                shapes[self.bias_name(i)] = (self.sizes[i + 1],)
+        return shapes
+
+    def init(
+        self, rng: Any = None, dtype: str = "float64", xp: Any = None, scale: float = 1.0
+    ) -> dict[str, Any]:
+        """PyTorch's default ``nn.Linear`` initialisation, drawn on the host.
+
+        ``W_i, b_i ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (kaiming_uniform with a = sqrt(5)), drawn in float64 in
+        the order weight, bias per layer, cast to ``dtype`` and moved to ``xp``. ``scale`` multiplies the
+        weights only (e.g. 12x for grokking, as in Omnigrok); biases keep the default range.
+        """
+        gen = as_generator(rng)
+        scale = check_positive("scale", scale)
+        xp = default_namespace(xp)
+        dt = float_dtype(xp, dtype)
+        params: dict[str, Any] = {}
+        for i in range(self.n_layers):
+            fan_in = self.sizes[i]
+            bound = 1.0 / math.sqrt(fan_in)
+            w = gen.uniform(-bound, bound, size=(self.sizes[i + 1], fan_in)) * scale
+            params[self.weight_name(i)] = xp.asarray(w, dtype=dt)
+            if self.bias:
+                b = gen.uniform(-bound, bound, size=(self.sizes[i + 1],))
+                params[self.bias_name(i)] = xp.asarray(b, dtype=dt)
+        return params
+
+    def check_params(self, params: Mapping[str, Any]) -> Any:
+        """Keys, shapes and a common float dtype; returns the namespace."""
+        from refreg._backend import namespace_of_params
+
+        xp = namespace_of_params(params)
+        expected = self.param_shapes()
+        missing = [k for k in expected if k not in params]
+        extra = [k for k in params if k not in expected]
+        if missing or extra:
+            raise ValueError(f"params must have the keys {list(expected)}; missing {missing}, unexpected {extra}")
+        dtypes = {str(v.dtype) for v in params.values()}
+        if len(dtypes) != 1:
+            raise TypeError(f"params must share one float dtype, got {sorted(dtypes)}")
+        for key, shape in expected.items():
+            if tuple(params[key].shape) != shape:
+                raise ValueError(f"params[{key!r}] must have shape {shape}, got {tuple(params[key].shape)}")
+        return xp
+
+    def forward(self, params: Mapping[str, Any], x: Any) -> tuple[Any, MLPCache]:
+        """Output (logits) of shape (n, sizes[-1]) and the cache for :meth:`backward`."""
+        xp = self.check_params(params)
+        dtype = params[self.weight_name(0)].dtype
+        get_namespace(x, params[self.weight_name(0)])
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"x must have shape (n, {self.sizes[0]}), got {tuple(x.shape)}")
+        if x.dtype != dtype:
+            raise TypeError(f"x must have the params' dtype {dtype}, got {x.dtype}")
+        act = ACTIVATIONS[self.activation]
+        linear, zs, as_ = [], [], []
+        a = x
+        for i in range(self.n_layers):
+            z, cache = linear_forward(a, params[self.weight_name(i)], params.get(self.bias_name(i)))
+            a = act.forward(z) if i < self.n_layers - 1 else z
+            linear.append(cache)
+            zs.append(z)
+            as_.append(a)
+        del xp
+        return a, MLPCache(tuple(linear), tuple(zs), tuple(as_))
+
+    def backward(
+        self, params: Mapping[str, Any], cache: MLPCache, grad_out: Any
+    ) -> tuple[dict[str, Any], Any]:
+        """Gradients of a scalar loss L given ``grad_out = dL/d(output)``.
+
+        Returns
+        -------
+        grads : dict with the keys of ``params``
+        grad_x : array of shape (n, sizes[0]), ``dL/dX``
+        """
+        out = cache.a[-1]
+        if tuple(grad_out.shape) != tuple(out.shape):
+            raise ValueError(f"grad_out must have the output's shape {tuple(out.shape)}, got {tuple(grad_out.shape)}")
+        act = ACTIVATIONS[self.activation]
+        grads: dict[str, Any] = {}
+        delta = grad_out
+        for i in reversed(range(self.n_layers)):
+            W = params[self.weight_name(i)]
+            dx, dW, db = linear_backward(cache.linear[i], W, delta)
+            grads[self.weight_name(i)] = dW
+            if self.bias:
+                grads[self.bias_name(i)] = db
+            if i > 0:
+                delta = act.backward(cache.z[i - 1], cache.a[i - 1], dx)
+            else:
+                grad_x = dx
+        return {k: grads[k] for k in params}, grad_x
+
+    def value_and_grad(
+        self,
+        params: Mapping[str, Any],
+        x: Any,
+        y: Any,
+        loss: str | Callable[[Any, Any], tuple[Any, Any]] = "softmax_cross_entropy",
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(L(forward(params, x), y), dL/dparams)``; ``loss`` is a name in ``LOSSES`` or a callable."""
+        loss_fn = _resolve_loss(loss)
+        out, cache = self.forward(params, x)
+        value, grad_out = loss_fn(out, y)
+        grads, _ = self.backward(params, cache, grad_out)
+        return value, grads
+
+    def predict(self, params: Mapping[str, Any], x: Any) -> Any:
+        """The output alone (no cache kept)."""
+        return self.forward(params, x)[0]
+
+
+def _resolve_loss(loss: Any) -> Callable[[Any, Any], tuple[Any, Any]]:
+    if callable(loss):
+        return loss
+    check_choice("loss", loss, LOSSES)
+    return LOSSES[loss]

@@ -1,0 +1,237 @@
+"""SGD, Adam and AdamW as pure ``(init, update)`` pairs, step for step the same as ``torch.optim``.
+
+Notation: ``theta`` a parameter, ``g`` its gradient, ``t`` the 1-based step, ``lr`` the (scheduled) learning
+rate of this step, ``m``/``v`` Adam's first/second moments, ``buf`` the momentum buffer.
+
+An optimizer is a frozen object; ``init(params) -> state`` and
+``update(grads, state, params) -> (new_params, new_state)`` never modify their arguments, so a call that
+raises (bad keys, shapes, dtypes, a NaN gradient) leaves parameters and state exactly as they were.
+State is a ``NamedTuple`` of a step counter and dicts of arrays keyed like ``params``:
+``refreg.io.save``/``load`` round-trip it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from refreg._backend import namespace_of_params
+from refreg._validation import check_grads, check_in_range, check_lr, check_nonnegative
+from refreg.optim.schedules import Schedule, current_lr
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamState",
+    "Optimizer",
+    "SGDState",
+    "adam",
+    "adamw",
+    "check_state_matches",
+    "sgd",
+]
+
+Params = dict[str, Any]
+
+
+class Optimizer(Protocol):
+    """What every refreg optimizer (and wrapper such as CPR) provides."""
+
+    def init(self, params: Mapping[str, Any]) -> Any: ...
+
+    def update(
+        self, grads: Mapping[str, Any], state: Any, params: Mapping[str, Any]
+    ) -> tuple[Params, Any]: ...
+
+
+def check_state_matches(state: Any, params: Mapping[str, Any], state_type: type, *fields: str) -> None:
+    """``state`` is a ``state_type`` whose dict ``fields`` hold an array per parameter, of its shape."""
+    if not isinstance(state, state_type):
+        raise TypeError(f"state must be a {state_type.__name__}, got {type(state).__name__}")
+    for field in fields:
+        buffers = getattr(state, field)
+        if set(buffers) != set(params):
+            raise ValueError(
+                f"state.{field} must have the keys of params; got {sorted(buffers)} for {sorted(params)}"
+            )
+        for key, p in params.items():
+            if tuple(buffers[key].shape) != tuple(p.shape):
+                raise ValueError(
+                    f"state.{field}[{key!r}] must have shape {tuple(p.shape)}, got {tuple(buffers[key].shape)}"
+                )
+
+
+def _check_params_and_grads(grads: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    xp = namespace_of_params(params)
+    check_grads(grads, params)
+    return xp
+
+
+class SGDState(NamedTuple):
+    """``step``: updates applied so far; ``momentum_buffer[name]``: torch's ``momentum_buffer``."""
+
+    step: int
+    momentum_buffer: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Stochastic gradient descent with momentum, as ``torch.optim.SGD``.
+
+    .. math::
+        d = g + wd·theta;\\quad buf_1 = d,\\ buf_t = momentum·buf_{t-1} + (1 - dampening)·d;\\\\
+        d \\leftarrow d + momentum·buf_t \\text{ (nesterov) or } buf_t;\\quad theta \\leftarrow theta - lr·d
+
+    (Sutskever et al. 2013; PyTorch's formulation, in which ``lr`` multiplies the buffer.)
+    """
+
+    lr: float | Schedule
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        check_lr(self.lr)
+        check_in_range("momentum", self.momentum, 0.0, 1.0, closed="left")
+        check_in_range("dampening", self.dampening, 0.0, 1.0, closed="both")
+        check_nonnegative("weight_decay", self.weight_decay)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(
+                "nesterov=True needs momentum > 0 and dampening = 0, "
+                f"got momentum={self.momentum!r}, dampening={self.dampening!r}"
+            )
+
+    def init(self, params: Mapping[str, Any]) -> SGDState:
+        xp = namespace_of_params(params)
+        buffers = {k: xp.zeros_like(p) for k, p in params.items()} if self.momentum else {}
+        return SGDState(step=0, momentum_buffer=buffers)
+
+    def update(
+        self, grads: Mapping[str, Any], state: SGDState, params: Mapping[str, Any]
+    ) -> tuple[Params, SGDState]:
+        _check_params_and_grads(grads, params)
+        check_state_matches(state, params if self.momentum else {}, SGDState, "momentum_buffer")
+        lr = current_lr(self.lr, state.step)
+        new_params, new_buffers = {}, {}
+        for key, p in params.items():
+            d = grads[key]
+            if self.weight_decay:
+                d = d + self.weight_decay * p
+            if self.momentum:
+                if state.step == 0:
+                    buf = d  # torch: the first buffer is a copy of d, undamped
+                else:
+                    buf = self.momentum * state.momentum_buffer[key] + (1.0 - self.dampening) * d
+                new_buffers[key] = buf
+                d = d + self.momentum * buf if self.nesterov else buf
+            new_params[key] = p - lr * d
+        return new_params, SGDState(step=state.step + 1, momentum_buffer=new_buffers)
+
+
+class AdamState(NamedTuple):
+    """``step``: updates applied so far; ``exp_avg``/``exp_avg_sq``: the moments m, v per parameter."""
+
+    step: int
+    exp_avg: dict[str, Any]
+    exp_avg_sq: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam (Kingma & Ba 2015, Alg. 1) with L2 or decoupled weight decay, as ``torch.optim.Adam``/``AdamW``.
+
+    .. math::
+        theta \\leftarrow (1 - lr·wd)·theta \\text{ (decoupled) or } g \\leftarrow g + wd·theta \\text{ (L2)};\\\\
+        m \\leftarrow m + (1-β_1)(g - m);\\quad v \\leftarrow β_2 v + (1-β_2) g^2;\\\\
+        theta \\leftarrow theta - \\frac{lr}{1-β_1^t}·\\frac{m}{\\sqrt{v}/\\sqrt{1-β_2^t} + eps}
+
+    ``decoupled_weight_decay=True`` is AdamW (Loshchilov & Hutter 2019, Alg. 2, with PyTorch's lr-scaled decay).
+    The arithmetic follows PyTorch's single-tensor kernel operation by operation (``lerp`` for m, bias
+    corrections folded into the step size), so float64 trajectories agree to rounding.
+    """
+
+    lr: float | Schedule = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    decoupled_weight_decay: bool = False
+
+    def __post_init__(self):
+        check_lr(self.lr)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
+        check_in_range("betas[0]", self.betas[0], 0.0, 1.0, closed="left")
+        check_in_range("betas[1]", self.betas[1], 0.0, 1.0, closed="left")
+        check_nonnegative("eps", self.eps)
+        check_nonnegative("weight_decay", self.weight_decay)
+        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+
+    def init(self, params: Mapping[str, Any]) -> AdamState:
+        xp = namespace_of_params(params)
+        return AdamState(
+            step=0,
+            exp_avg={k: xp.zeros_like(p) for k, p in params.items()},
+            exp_avg_sq={k: xp.zeros_like(p) for k, p in params.items()},
+        )
+
+    def update(
+        self, grads: Mapping[str, Any], state: AdamState, params: Mapping[str, Any]
+    ) -> tuple[Params, AdamState]:
+        xp = _check_params_and_grads(grads, params)
+        check_state_matches(state, params, AdamState, "exp_avg", "exp_avg_sq")
+        lr = current_lr(self.lr, state.step)
+        t = state.step + 1
+        beta1, beta2 = self.betas
+        step_size = lr / (1.0 - beta1**t)
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
+        w = 1.0 - beta1
+        new_params, new_m, new_v = {}, {}, {}
+        for key, p in params.items():
+            g = grads[key]
+            if self.weight_decay:
+                if self.decoupled_weight_decay:
+                    p = p * (1.0 - lr * self.weight_decay)
+                else:
+                    g = g + self.weight_decay * p
+            m, v = state.exp_avg[key], state.exp_avg_sq[key]
+            # torch's lerp: start + w (end - start) for w < 0.5, else end - (end - start)(1 - w)
+            m = m + w * (g - m) if w < 0.5 else g - (g - m) * (1.0 - w)
+            v = beta2 * v + (1.0 - beta2) * g * g
+            denom = xp.sqrt(v) / bias_correction2_sqrt + self.eps
+            new_params[key] = p + (-step_size) * m / denom
+            new_m[key], new_v[key] = m, v
+        return new_params, AdamState(step=t, exp_avg=new_m, exp_avg_sq=new_v)
+
+
+def sgd(
+    lr: float | Schedule,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> SGD:
+    """``torch.optim.SGD`` as a pure optimizer; see :class:`SGD`."""
+    return SGD(lr, momentum, dampening, nesterov, weight_decay)
+
+
+def adam(
+    lr: float | Schedule = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> Adam:
+    """``torch.optim.Adam`` (L2 weight decay added to the gradient); see :class:`Adam`."""
+    return Adam(lr, betas, eps, weight_decay, decoupled_weight_decay=False)
+
+
+def adamw(
+    lr: float | Schedule = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+) -> Adam:
+    """``torch.optim.AdamW`` (decoupled weight decay ``theta <- (1 - lr wd) theta``); see :class:`Adam`."""
+    return Adam(lr, betas, eps, weight_decay, decoupled_weight_decay=True)

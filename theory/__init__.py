@@ -1,0 +1,26 @@
+"""Theory figures: one module per figure/claim, run by ``refreg figures``.
+
+Every module ``theory/<name>.py`` is a pure script over refreg's public API and defines
+
+- ``NAME`` (str), ``DESCRIPTION`` (one line: what the figure shows), ``QUICK_SECONDS`` (rough wall time of the
+  quick preset on 2 cores);
+- ``PRESETS``: ``{"tiny": {...}, "quick": {...}, "full": {...}}``, JSON-able dicts (``tiny`` is for tests, seconds;
+  ``quick`` is the default, embedded data only; ``full`` the papers' scale, which may read ``preset["mnist"]``);
+- ``configs(preset, seeds) -> list[dict]``: one JSON-able config per independent run (seeds x hyperparameters x
+  methods); a config holds everything its run depends on, its seed included;
+- ``run(config) -> dict``: one run, deterministic given its config, JSON-able result, no files written (it is
+  sent to a process pool or a Dask worker and cached by a hash of the config);
+- ``report(preset, results, outdir) -> dict``: draws ``<name>.png`` and ``<name>.svg`` and writes the numbers
+  plotted to ``<name>.csv`` (and/or ``.json``) in ``outdir``; returns ``{"files": [...], "rows": [...]}`` where each
+  row is ``{"figure", "claim", "paper", "measured"}`` for ``figures/summary.md``;
+- ``main(outdir="figures", preset="quick", seeds=None)``: the same, sequentially, without the runner.
+"""
+
+FIGURES = (
+    "equivalence",
+    "prox_geometry",
+    "cpr_constraint",
+    "cpr_grokking",
+    "pathprox_convergence",
+    "sparse_tradeoff",
+)

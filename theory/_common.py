@@ -1,0 +1,77 @@
+"""Helpers shared by the figure scripts: atomic writes of figures and tables, the sequential runner."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write", "run_sequential", "save_figure", "write_csv", "write_json"]
+
+
+def atomic_write(path: Path, write) -> Path:
+    """Write through ``write(file_path)`` to a temporary name in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_figure(fig: Any, outdir: str | os.PathLike, name: str) -> list[Path]:
+    """Save a matplotlib figure as ``name.png`` (150 dpi) and ``name.svg``; close it."""
+    import matplotlib.pyplot as plt
+
+    outdir = Path(outdir)
+    # svg.hashsalt and a fixed date keep re-generated files byte-stable for identical numbers
+    paths = [
+        atomic_write(outdir / f"{name}.png", lambda p: fig.savefig(p, dpi=150, format="png", metadata={"Software": None})),
+        atomic_write(outdir / f"{name}.svg", lambda p: fig.savefig(p, format="svg", metadata={"Date": None})),
+    ]
+    plt.close(fig)
+    return paths
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Rows of dicts (one shared header, in first-seen key order) to CSV."""
+    rows = list(rows)
+    header: list[str] = []
+    for row in rows:
+        header += [k for k in row if k not in header]
+
+    def write(p):
+        with open(p, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=header)
+            w.writeheader()
+            w.writerows(rows)
+
+    return atomic_write(Path(path), write)
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    def write(p):
+        with open(p, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+    return atomic_write(Path(path), write)
+
+
+def run_sequential(module: Any, outdir: str | os.PathLike = "figures", preset: str = "quick", seeds: int | None = None) -> dict:
+    """Run every config of ``module`` one after another and report; what ``main`` of each script calls."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    config = dict(module.PRESETS[preset])
+    results = [module.run(c) for c in module.configs(config, seeds)]
+    return module.report(config, results, Path(outdir))
