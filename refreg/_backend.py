@@ -89,13 +89,15 @@ def as_generator(rng: Any) -> np.random.Generator:
 
     A Generator is used as it is (its state advances), so a caller keeps control of the stream.
     """
-    if rng is None or isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
         if rng is not None and rng < 0:
             raise ValueError(f"rng seed must be a non-negative int, got {rng!r}")
         return np.random.default_rng(rng)
     if isinstance(rng, np.random.Generator):
         return rng
-    raise TypeError(f"rng must be None, an int or a numpy.random.Generator, got {type(rng).__name__}")
+    raise TypeError(
+        f"rng must be None, an int or a numpy.random.Generator, got {type(rng).__name__}"
+    )
 
 
 def default_namespace(xp: Any = None) -> Any:

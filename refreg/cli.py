@@ -18,7 +18,9 @@ def _demo(args: argparse.Namespace) -> int:
     state = opt.init(params)
     gen = np.random.default_rng(0)
     for epoch in range(args.epochs):
-        params, state, loss = training.train_epoch(net, opt, params, state, ds.x_train, ds.y_train, 64, gen)
+        params, state, loss = training.train_epoch(
+            net, opt, params, state, ds.x_train, ds.y_train, 64, gen
+        )
         _, acc = training.evaluate(net, params, ds.x_test, ds.y_test)
         print(f"epoch {epoch + 1:3d}  train loss {loss:.4f}  test accuracy {acc:.4f}")
     return 0

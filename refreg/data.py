@@ -84,7 +84,9 @@ def teacher_student(
     params = net.init(rng=gen)
     params = {k: np.asarray(v) for k, v in params.items()}
     x = gen.standard_normal((n_train + n_test, sizes[0]))
-    y = np.asarray(net.predict(params, x)) + noise * gen.standard_normal((n_train + n_test, sizes[-1]))
+    y = np.asarray(net.predict(params, x)) + noise * gen.standard_normal(
+        (n_train + n_test, sizes[-1])
+    )
     return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
 
 
@@ -145,14 +147,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape))
     if len(data) != expected:
-        raise ValueError(
-            f"{str(path)!r} has {len(data)} bytes, its header {shape} says {expected}"
-        )
+        raise ValueError(f"{str(path)!r} has {len(data)} bytes, its header {shape} says {expected}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
-    for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+    for candidate in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
         if (folder / candidate).is_file():
             return folder / candidate
     return None
@@ -193,7 +198,9 @@ def mnist(path: str | os.PathLike, normalize: bool = True) -> Dataset:
     return Dataset(*out)
 
 
-def subset(x: np.ndarray, y: np.ndarray, per_class: int, rng: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+def subset(
+    x: np.ndarray, y: np.ndarray, per_class: int, rng: Any = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``per_class`` samples of every class, drawn without replacement by a seeded permutation.
 
     Raises ``ValueError`` if a class has fewer than ``per_class`` samples.

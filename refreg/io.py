@@ -30,14 +30,18 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         cls = type(obj)
         if not cls.__module__.startswith("refreg"):
-            raise TypeError(f"state holds a NamedTuple from outside refreg: {cls.__module__}.{cls.__qualname__}")
+            raise TypeError(
+                f"state holds a NamedTuple from outside refreg: {cls.__module__}.{cls.__qualname__}"
+            )
         return {
             "namedtuple": f"{cls.__module__}:{cls.__qualname__}",
             "fields": {f: _encode(getattr(obj, f), arrays) for f in obj._fields},
         }
     if isinstance(obj, dict):
         if not all(isinstance(k, str) for k in obj):
-            raise TypeError(f"state dicts must have str keys, got {[k for k in obj if not isinstance(k, str)]}")
+            raise TypeError(
+                f"state dicts must have str keys, got {[k for k in obj if not isinstance(k, str)]}"
+            )
         return {"dict": [[k, _encode(v, arrays)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
         return {"tuple" if isinstance(obj, tuple) else "list": [_encode(v, arrays) for v in obj]}
@@ -113,6 +117,8 @@ def load(path: str | os.PathLike, xp: Any = None) -> tuple[Any, Any]:
             raise ValueError(f"{str(path)!r} is not a refreg checkpoint (no {_TREE_KEY} entry)")
         tree = json.loads(str(archive[_TREE_KEY][()]))
         if tree.get("format") != _FORMAT:
-            raise ValueError(f"{str(path)!r} has checkpoint format {tree.get('format')!r}, expected {_FORMAT!r}")
+            raise ValueError(
+                f"{str(path)!r} has checkpoint format {tree.get('format')!r}, expected {_FORMAT!r}"
+            )
         arrays = {k: archive[k] for k in archive.files if k != _TREE_KEY}
     return _decode(tree["params"], arrays, xp), _decode(tree["state"], arrays, xp)

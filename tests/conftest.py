@@ -31,7 +31,9 @@ def _cupy_or_skip():
     try:
         import cupy
     except ImportError:
-        pytest.skip("CuPy is not installed (pip install 'refreg[gpu]' on a machine with a CUDA GPU)")
+        pytest.skip(
+            "CuPy is not installed (pip install 'refreg[gpu]' on a machine with a CUDA GPU)"
+        )
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             pytest.skip("CuPy is installed but no CUDA device is present")

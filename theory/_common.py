@@ -35,8 +35,13 @@ def save_figure(fig: Any, outdir: str | os.PathLike, name: str) -> list[Path]:
     outdir = Path(outdir)
     # svg.hashsalt and a fixed date keep re-generated files byte-stable for identical numbers
     paths = [
-        atomic_write(outdir / f"{name}.png", lambda p: fig.savefig(p, dpi=150, format="png", metadata={"Software": None})),
-        atomic_write(outdir / f"{name}.svg", lambda p: fig.savefig(p, format="svg", metadata={"Date": None})),
+        atomic_write(
+            outdir / f"{name}.png",
+            lambda p: fig.savefig(p, dpi=150, format="png", metadata={"Software": None}),
+        ),
+        atomic_write(
+            outdir / f"{name}.svg", lambda p: fig.savefig(p, format="svg", metadata={"Date": None})
+        ),
     ]
     plt.close(fig)
     return paths
@@ -67,7 +72,12 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(Path(path), write)
 
 
-def run_sequential(module: Any, outdir: str | os.PathLike = "figures", preset: str = "quick", seeds: int | None = None) -> dict:
+def run_sequential(
+    module: Any,
+    outdir: str | os.PathLike = "figures",
+    preset: str = "quick",
+    seeds: int | None = None,
+) -> dict:
     """Run every config of ``module`` one after another and report; what ``main`` of each script calls."""
     import matplotlib
 

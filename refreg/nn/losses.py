@@ -26,7 +26,9 @@ def _check_logits_labels(logits: Any, labels: Any) -> tuple[Any, Any]:
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
     n, n_classes = logits.shape
     if tuple(labels.shape) != (n,):
-        raise ValueError(f"labels must have shape ({n},) to match logits, got {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must have shape ({n},) to match logits, got {tuple(labels.shape)}"
+        )
     if n == 0:
         raise ValueError("logits must hold at least one sample, got n = 0")
     lo, hi = int(xp.min(labels)), int(xp.max(labels))

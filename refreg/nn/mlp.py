@@ -171,13 +171,17 @@ class MLP:
         missing = [k for k in expected if k not in params]
         extra = [k for k in params if k not in expected]
         if missing or extra:
-            raise ValueError(f"params must have the keys {list(expected)}; missing {missing}, unexpected {extra}")
+            raise ValueError(
+                f"params must have the keys {list(expected)}; missing {missing}, unexpected {extra}"
+            )
         dtypes = {str(v.dtype) for v in params.values()}
         if len(dtypes) != 1:
             raise TypeError(f"params must share one float dtype, got {sorted(dtypes)}")
         for key, shape in expected.items():
             if tuple(params[key].shape) != shape:
-                raise ValueError(f"params[{key!r}] must have shape {shape}, got {tuple(params[key].shape)}")
+                raise ValueError(
+                    f"params[{key!r}] must have shape {shape}, got {tuple(params[key].shape)}"
+                )
         return xp
 
     def forward(self, params: Mapping[str, Any], x: Any) -> tuple[Any, MLPCache]:
@@ -213,7 +217,9 @@ class MLP:
         """
         out = cache.a[-1]
         if tuple(grad_out.shape) != tuple(out.shape):
-            raise ValueError(f"grad_out must have the output's shape {tuple(out.shape)}, got {tuple(grad_out.shape)}")
+            raise ValueError(
+                f"grad_out must have the output's shape {tuple(out.shape)}, got {tuple(grad_out.shape)}"
+            )
         act = ACTIVATIONS[self.activation]
         grads: dict[str, Any] = {}
         delta = grad_out

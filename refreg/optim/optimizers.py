@@ -46,7 +46,9 @@ class Optimizer(Protocol):
     ) -> tuple[Params, Any]: ...
 
 
-def check_state_matches(state: Any, params: Mapping[str, Any], state_type: type, *fields: str) -> None:
+def check_state_matches(
+    state: Any, params: Mapping[str, Any], state_type: type, *fields: str
+) -> None:
     """``state`` is a ``state_type`` whose dict ``fields`` hold an array per parameter, of its shape."""
     if not isinstance(state, state_type):
         raise TypeError(f"state must be a {state_type.__name__}, got {type(state).__name__}")

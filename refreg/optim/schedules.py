@@ -19,7 +19,7 @@ Schedule = Callable[[int], float]
 
 
 @dataclass(frozen=True)
-class constant:  # noqa: N801 - a schedule reads like a function
+class constant:
     """``lr_t = lr``."""
 
     lr: float
@@ -32,7 +32,7 @@ class constant:  # noqa: N801 - a schedule reads like a function
 
 
 @dataclass(frozen=True)
-class linear_warmup:  # noqa: N801
+class linear_warmup:
     """``lr_t = lr * min(1, (t + 1) / warmup_steps)``: the first update uses ``lr / warmup_steps``."""
 
     lr: float
@@ -47,7 +47,7 @@ class linear_warmup:  # noqa: N801
 
 
 @dataclass(frozen=True)
-class cosine:  # noqa: N801
+class cosine:
     """Cosine decay after an optional linear warm-up.
 
     ``lr_t = final_lr + (lr - final_lr) * (1 + cos(pi * p)) / 2`` with

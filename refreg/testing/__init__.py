@@ -60,6 +60,8 @@ def check_vjp(
     u = rng.standard_normal(np.shape(x))
     fx = np.asarray(f(x))
     v = rng.standard_normal(fx.shape)
-    numeric = float(np.sum(v * (np.asarray(f(x + eps * u)) - np.asarray(f(x - eps * u))) / (2 * eps)))
+    numeric = float(
+        np.sum(v * (np.asarray(f(x + eps * u)) - np.asarray(f(x - eps * u))) / (2 * eps))
+    )
     analytic = float(np.sum(u * np.asarray(vjp(v))))
     return analytic, numeric
