@@ -1,0 +1,122 @@
+"""Write golden trajectories of torch.optim for tests/test_optim.py (needs the ``oracle`` extra).
+
+    python -m pip install -e ".[oracle]" && python tests/golden/make_optim_golden.py
+
+A float64 ``nn.Sequential(Linear(5, 7), Tanh(), Linear(7, 3))`` starts from weights drawn with NumPy (seed 0),
+trains with MSE on 12 fixed batches, and after every step the parameters are recorded. Also recorded: the
+gradients at the initial weights on the first batch, and torch's CosineAnnealingLR / LambdaLR learning rates.
+The test suite compares refreg against these files without importing torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).parent
+SIZES = (5, 7, 3)
+N_STEPS = 12
+BATCH = 8
+
+OPTIMIZERS = {
+    "sgd": ("SGD", {"lr": 0.1}),
+    "sgd_momentum": ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
+    "sgd_nesterov": ("SGD", {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.001}),
+    "adam": ("Adam", {"lr": 0.01}),
+    "adam_l2": ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}),
+    "adamw": ("AdamW", {"lr": 0.01, "weight_decay": 0.5}),
+    "adamw_cosine": ("AdamW", {"lr": 0.02, "betas": (0.9, 0.98), "weight_decay": 1.0}),
+}
+
+
+def initial_state():
+    rng = np.random.default_rng(0)
+    weights = {}
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(SIZES)):
+        bound = 1 / np.sqrt(n_in)
+        weights[f"layers.{i}.weight"] = rng.uniform(-bound, bound, (n_out, n_in))
+        weights[f"layers.{i}.bias"] = rng.uniform(-bound, bound, (n_out,))
+    xs = rng.standard_normal((N_STEPS, BATCH, SIZES[0]))
+    ys = rng.standard_normal((N_STEPS, BATCH, SIZES[-1]))
+    return weights, xs, ys
+
+
+def build_model(weights):
+    model = torch.nn.Sequential(
+        torch.nn.Linear(SIZES[0], SIZES[1]), torch.nn.Tanh(), torch.nn.Linear(SIZES[1], SIZES[2])
+    ).double()
+    with torch.no_grad():
+        for i, layer in enumerate([model[0], model[2]]):
+            layer.weight.copy_(torch.from_numpy(weights[f"layers.{i}.weight"]))
+            layer.bias.copy_(torch.from_numpy(weights[f"layers.{i}.bias"]))
+    return model
+
+
+def named(model):
+    out = {}
+    for i, layer in enumerate([model[0], model[2]]):
+        out[f"layers.{i}.weight"] = layer.weight.detach().numpy().copy()
+        out[f"layers.{i}.bias"] = layer.bias.detach().numpy().copy()
+    return out
+
+
+def main() -> None:
+    torch.set_default_dtype(torch.float64)
+    weights, xs, ys = initial_state()
+    record = {"xs": xs, "ys": ys}
+    for k, v in weights.items():
+        record[f"init/{k}"] = v
+    # gradients at the initial point, first batch
+    model = build_model(weights)
+    loss = torch.nn.functional.mse_loss(model(torch.from_numpy(xs[0])), torch.from_numpy(ys[0]))
+    loss.backward()
+    for i, layer in enumerate([model[0], model[2]]):
+        record[f"grad/layers.{i}.weight"] = layer.weight.grad.numpy().copy()
+        record[f"grad/layers.{i}.bias"] = layer.bias.grad.numpy().copy()
+    record["loss0"] = np.array(loss.item())
+    for name, (cls, kwargs) in OPTIMIZERS.items():
+        model = build_model(weights)
+        opt = getattr(torch.optim, cls)(model.parameters(), **kwargs)
+        sched = None
+        if name == "adamw_cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=N_STEPS, eta_min=0.001)
+        for t in range(N_STEPS):
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(
+                model(torch.from_numpy(xs[t])), torch.from_numpy(ys[t])
+            )
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            for k, v in named(model).items():
+                record[f"{name}/{t}/{k}"] = v
+    # schedules alone: lr used by update t (0-based), 30 updates
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30, eta_min=0.01)
+    lrs = []
+    for _ in range(30):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    record["schedule/cosine"] = np.array(lrs)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / 7))
+    lrs = []
+    for _ in range(30):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    record["schedule/linear_warmup"] = np.array(lrs)
+    record["torch_version"] = np.array(torch.__version__)
+    np.savez_compressed(HERE / "optim_golden.npz", **record)
+    print(
+        f"wrote {HERE / 'optim_golden.npz'} with {len(record)} arrays (torch {torch.__version__})"
+    )
+
+
+if __name__ == "__main__":
+    main()
