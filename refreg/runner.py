@@ -1,0 +1,294 @@
+"""Run the theory figures: sweeps through any ``concurrent.futures.Executor``, cached by configuration.
+
+Every figure script in ``theory/`` lists its runs (``configs``), each a JSON-able dict with its seed. A run's
+result is cached in ``<out>/.cache/<figure>/<hash>.json``, where the hash covers the figure, the configuration
+and the source code of refreg and of the script, so a re-run recomputes exactly the runs whose inputs changed,
+and an interrupted sweep resumes where it stopped (results are written to a temporary name and renamed).
+Runs go to a local process pool by default, or to a Dask cluster (``client.get_executor()``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "InlineExecutor",
+    "available_figures",
+    "cache_key",
+    "figure_module",
+    "run_figures",
+    "write_summary",
+]
+
+SUMMARY_HEADER = "| figure | claim | paper | measured |\n|---|---|---|---|\n"
+
+
+class InlineExecutor(Executor):
+    """Runs each task at once in the calling process (``--workers 1``; easy to debug and profile)."""
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:
+            future.set_exception(err)
+        return future
+
+
+def available_figures() -> tuple[str, ...]:
+    from theory import FIGURES
+
+    return FIGURES
+
+
+def figure_module(name: str) -> Any:
+    """Import ``theory.<name>``; an unknown name is a ``ValueError`` listing the valid ones."""
+    valid = available_figures()
+    if name not in valid:
+        raise ValueError(f"unknown figure {name!r}; valid figures: {', '.join(valid)}")
+    return importlib.import_module(f"theory.{name}")
+
+
+def _source_digest(module: Any) -> str:
+    digest = hashlib.sha256()
+    import refreg
+
+    root = Path(refreg.__file__).parent
+    files = [
+        *sorted(root.rglob("*.py")),
+        Path(module.__file__),
+        Path(module.__file__).with_name("_common.py"),
+    ]
+    for path in files:
+        if not path.is_file():
+            continue
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(name: str, config: dict, source_digest: str) -> str:
+    """sha256 of the figure name, its JSON configuration (sorted keys) and the code that computes it."""
+    payload = json.dumps({"figure": name, "config": config, "code": source_digest}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def timed_run(module_name: str, config: dict) -> dict:
+    """Executed on a worker: import the figure module, run one config, return its result and wall time."""
+    # one BLAS thread per run: the pool supplies the parallelism, and 2 busy pools on 2 cores would thrash
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        threadpool_limits = None
+    module = importlib.import_module(module_name)
+    start = time.perf_counter()
+    if threadpool_limits is not None:
+        with threadpool_limits(limits=1):
+            result = module.run(config)
+    else:  # pragma: no cover
+        result = module.run(config)
+    return {"result": result, "seconds": time.perf_counter() - start}
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, desc=desc, unit="run", leave=False, file=sys.stderr)
+
+
+def run_figures(
+    names: Sequence[str] | None = None,
+    *,
+    preset: str = "quick",
+    outdir: str | os.PathLike = "figures",
+    seeds: int | None = None,
+    executor: Executor | None = None,
+    mnist: str | os.PathLike | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict]:
+    """Run the figures ``names`` (all by default) and write their files and ``summary.md``.
+
+    Returns ``{name: {"files", "rows", "runs", "cached", "seconds", "run_seconds"}}``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    names = list(names) if names else list(available_figures())
+    modules = {name: figure_module(name) for name in names}
+    outdir = Path(outdir)
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    for name, module in modules.items():
+        if preset not in module.PRESETS:
+            raise ValueError(
+                f"figure {name!r} has no preset {preset!r}; it has {sorted(module.PRESETS)}"
+            )
+    if mnist is not None:
+        from refreg.data import mnist as load_mnist
+
+        load_mnist(mnist)  # fails early, naming the files it looked for
+    executor = executor or InlineExecutor()
+
+    jobs: dict[Future, tuple[str, int, Path]] = {}
+    plan: dict[str, dict] = {}
+    start = time.perf_counter()
+    for name, module in modules.items():
+        config = dict(module.PRESETS[preset])
+        if mnist is not None:
+            config["mnist"] = str(Path(mnist).resolve())
+        if (
+            preset == "full"
+            and getattr(module, "NEEDS_MNIST_FOR_FULL", False)
+            and "mnist" not in config
+        ):
+            from refreg.data import MNIST_FILES
+
+            files = ", ".join(f + "[.gz]" for f in MNIST_FILES.values())
+            raise FileNotFoundError(
+                f"the full preset of {name!r} runs on MNIST: pass --mnist PATH, a folder holding {files}"
+            )
+        runs = module.configs(config, seeds)
+        digest = _source_digest(module)
+        results: list[Any] = [None] * len(runs)
+        cached = 0
+        for i, run_config in enumerate(runs):
+            path = outdir / ".cache" / name / f"{cache_key(name, run_config, digest)}.json"
+            if path.is_file():
+                results[i] = json.loads(path.read_text())
+                cached += 1
+            else:
+                jobs[executor.submit(timed_run, module.__name__, run_config)] = (name, i, path)
+        plan[name] = {
+            "preset": config,
+            "results": results,
+            "cached": cached,
+            "pending": len(runs) - cached,
+        }
+
+    bars = {name: _progress(len(p["results"]), name, progress) for name, p in plan.items()}
+    summaries: dict[str, dict] = {}
+
+    def finish(name: str) -> None:
+        p = plan[name]
+        module = modules[name]
+        report = module.report(p["preset"], [r["result"] for r in p["results"]], outdir)
+        run_seconds = sum(r["seconds"] for r in p["results"])
+        summary = {
+            "files": [str(f) for f in report.get("files", [])],
+            "rows": report["rows"],
+            "runs": len(p["results"]),
+            "cached": p["cached"],
+            "seconds": time.perf_counter() - start,
+            "run_seconds": run_seconds,
+        }
+        _write_json_atomic(
+            outdir / f"{name}.summary.json", {"rows": report["rows"], "preset": preset}
+        )
+        summaries[name] = summary
+        if bars[name] is not None:
+            bars[name].close()
+        log(
+            f"{name}: {summary['runs']} runs ({summary['cached']} cached, {run_seconds:.1f} s of compute), "
+            f"done at {summary['seconds']:.1f} s"
+        )
+
+    for name, p in plan.items():
+        if bars[name] is not None:
+            bars[name].update(p["cached"])
+        if p["pending"] == 0:
+            finish(name)
+    errors: list[BaseException] = []
+    try:
+        for future in as_completed(jobs):
+            name, i, path = jobs[future]
+            try:
+                outcome = future.result()
+            except Exception as err:  # keep caching the runs that do finish, then raise
+                errors.append(err)
+                continue
+            _write_json_atomic(path, outcome)
+            plan[name]["results"][i] = outcome
+            plan[name]["pending"] -= 1
+            if bars[name] is not None:
+                bars[name].update(1)
+            if plan[name]["pending"] == 0:
+                finish(name)
+    finally:
+        for bar in bars.values():
+            if bar is not None:
+                bar.close()
+    if errors:
+        if len(errors) > 1:
+            log(f"{len(errors)} runs failed; the first error follows, finished runs are cached")
+        raise errors[0]
+    write_summary(outdir)
+    return summaries
+
+
+def write_summary(outdir: str | os.PathLike) -> Path:
+    """Rebuild ``summary.md`` from every ``<figure>.summary.json`` in ``outdir`` (in the figures' order)."""
+    outdir = Path(outdir)
+    lines = [
+        "# Measured claims\n\n",
+        "Generated by `refreg figures`; each row is a claim of a paper beside what refreg measured.\n\n",
+        SUMMARY_HEADER,
+    ]
+    presets = set()
+    for name in available_figures():
+        path = outdir / f"{name}.summary.json"
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        presets.add(data.get("preset"))
+        for row in data["rows"]:
+            cells = [
+                str(row.get(k, "")).replace("|", "\\|").replace("\n", " ")
+                for k in ("figure", "claim", "paper", "measured")
+            ]
+            lines.append("| " + " | ".join(cells) + " |\n")
+    lines.insert(2, f"Preset: {', '.join(sorted(p for p in presets if p))}.\n\n")
+    target = outdir / "summary.md"
+    outdir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=outdir, prefix=".summary.md", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(lines))
+    os.replace(tmp, target)
+    return target
+
+
+def local_executor(workers: int) -> Executor:
+    """``workers`` processes (spawned, so each imports refreg afresh), or in-process for ``workers == 1``."""
+    if workers == 1:
+        return InlineExecutor()
+    import multiprocessing
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def iter_figure_descriptions() -> Iterable[tuple[str, str, float]]:
+    for name in available_figures():
+        module = figure_module(name)
+        yield name, module.DESCRIPTION, float(module.QUICK_SECONDS)

@@ -1,0 +1,189 @@
+"""The figures runner and CLI: caching, resume, executors (inline, process pool, Dask), bad input."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import textwrap
+
+import pytest
+
+from refreg import cli, runner
+
+FAKE = textwrap.dedent(
+    """
+    import json
+    from pathlib import Path
+
+    NAME = "fakefig"
+    DESCRIPTION = "a fake figure for the runner tests"
+    QUICK_SECONDS = 0.1
+    PRESETS = {"tiny": {"n": 4, "seeds": 2}, "quick": {"n": 4, "seeds": 2}, "full": {"n": 4, "seeds": 2}}
+    CALLS = []
+    FAIL_AT = set()
+
+
+    def configs(preset, seeds):
+        return [{"i": i, "seed": s} for s in range(seeds or preset["seeds"]) for i in range(preset["n"])]
+
+
+    def run(config):
+        CALLS.append(config)
+        if (config["i"], config["seed"]) in FAIL_AT:
+            raise RuntimeError("interrupted")
+        import numpy as np
+
+        value = float(np.random.default_rng(config["seed"] * 100 + config["i"]).standard_normal())
+        return {"i": config["i"], "seed": config["seed"], "value": value}
+
+
+    def report(preset, results, outdir):
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / "fakefig.json").write_text(json.dumps(results))
+        total = sum(r["value"] for r in results)
+        return {"files": [str(outdir / "fakefig.json")],
+                "rows": [{"figure": "fakefig", "claim": "sum", "paper": "n/a", "measured": f"{total:.6f}"}]}
+    """
+)
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    (pkg / "fakefig.py").write_text(FAKE)
+    monkeypatch.syspath_prepend(str(pkg))
+    sys.modules.pop("fakefig", None)
+    module = importlib.import_module("fakefig")
+    monkeypatch.setattr(runner, "available_figures", lambda: ("fakefig",))
+    monkeypatch.setattr(
+        runner, "figure_module", lambda name: module if name == "fakefig" else _unknown(name)
+    )
+    yield module
+    sys.modules.pop("fakefig", None)
+
+
+def _unknown(name):
+    raise ValueError(f"unknown figure {name!r}; valid figures: fakefig")
+
+
+def test_runs_write_summary_and_cached_reruns_compute_nothing(fake, tmp_path):
+    out = tmp_path / "out"
+    first = runner.run_figures(
+        ["fakefig"], preset="tiny", outdir=out, progress=False, log=lambda s: None
+    )
+    assert len(fake.CALLS) == 8 and first["fakefig"]["cached"] == 0
+    summary = (out / "summary.md").read_text()
+    assert "| fakefig | sum | n/a |" in summary
+    assert len(list((out / ".cache" / "fakefig").glob("*.json"))) == 8
+    fake.CALLS.clear()
+    second = runner.run_figures(
+        ["fakefig"], preset="tiny", outdir=out, progress=False, log=lambda s: None
+    )
+    assert fake.CALLS == [] and second["fakefig"]["cached"] == 8
+    assert second["fakefig"]["rows"] == first["fakefig"]["rows"]
+    # one more seed: only the 4 new runs are computed
+    runner.run_figures(
+        ["fakefig"], preset="tiny", outdir=out, seeds=3, progress=False, log=lambda s: None
+    )
+    assert sorted(c["seed"] for c in fake.CALLS) == [2, 2, 2, 2]
+
+
+def test_interrupted_sweep_resumes_without_recomputing(fake, tmp_path):
+    out = tmp_path / "out"
+    fake.FAIL_AT.add((2, 1))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        runner.run_figures(
+            ["fakefig"], preset="tiny", outdir=out, progress=False, log=lambda s: None
+        )
+    done = len(list((out / ".cache" / "fakefig").glob("*.json")))
+    assert done == 7  # every run but the failing one finished and is cached
+    assert not list((out / ".cache" / "fakefig").glob("*.tmp"))
+    fake.FAIL_AT.clear()
+    fake.CALLS.clear()
+    runner.run_figures(["fakefig"], preset="tiny", outdir=out, progress=False, log=lambda s: None)
+    assert [(c["i"], c["seed"]) for c in fake.CALLS] == [(2, 1)]
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_local_numbers(fake, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    runner.run_figures(
+        ["fakefig"], preset="tiny", outdir=tmp_path / "a", progress=False, log=lambda s: None
+    )
+    local = json.loads((tmp_path / "a" / "fakefig.json").read_text())
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            protocol="tcp://",
+            host="127.0.0.1",
+            dashboard_address=":0",
+        ) as cluster,
+        distributed.Client(cluster.scheduler_address) as client,
+    ):
+        runner.run_figures(
+            ["fakefig"],
+            preset="tiny",
+            outdir=tmp_path / "b",
+            executor=client.get_executor(),
+            progress=False,
+            log=lambda s: None,
+        )
+    remote = json.loads((tmp_path / "b" / "fakefig.json").read_text())
+    assert remote == local
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["figures", "nope"], "unknown figure 'nope'; valid figures:"),
+        (["figures", "--mnist", "/nonexistent/mnist"], "is not a folder"),
+        (
+            ["figures", "--scheduler", "tcp://127.0.0.1:1"],
+            "--scheduler is only used with --executor dask",
+        ),
+        (["figures", "--executor", "dask"], "--executor dask needs --scheduler ADDRESS"),
+    ],
+)
+def test_cli_bad_input_is_a_message_not_a_traceback(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_mnist_folder_without_files_names_them(fake, tmp_path, capsys):
+    assert (
+        cli.main(
+            [
+                "figures",
+                "fakefig",
+                "--preset",
+                "tiny",
+                "--mnist",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte" in err and "t10k-labels-idx1-ubyte" in err
+
+
+def test_cli_workers_zero_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["figures", "--workers", "0"])
+    assert exc.value.code == 2
+    assert "expected an int >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_unreachable_scheduler(capsys):
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    assert cli.main(["figures", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
