@@ -1,0 +1,629 @@
+"""CPR: constrained parameter regularization (Franke et al., NeurIPS 2024, arXiv 2311.09058).
+
+CPR replaces weight decay by one inequality constraint per regularized parameter tensor and enforces it with a
+Lagrange multiplier that a dual (augmented-Lagrangian) step updates after every optimizer step.
+
+Notation (the paper's symbols):
+
+=============  =================================================================================================
+symbol         meaning
+=============  =================================================================================================
+theta          one regularized parameter tensor (any shape, ``n = theta.size`` elements)
+R(theta)       the constrained measure: ``l2`` Σθ², ``l1`` Σ|θ|, ``huber`` Σ huber_1(θ), ``std`` unbiased std
+kappa          the bound of the constraint ``R(theta) <= kappa`` (in the units of R, e.g. a sum of squares)
+lam            the multiplier λ >= 0 of that constraint
+mu             the dual step size μ (the paper's "kappa_update"); the release's rate is μ/n except for ``std``
+t              the tensor's own 1-based step counter
+=============  =================================================================================================
+
+One update (paper Algorithm 1, as the released pytorch-cpr 0.3.1 orders it):
+
+1. ``theta <- theta + Opt(grad L)``: the base optimizer's step (e.g. Adam, no weight decay);
+2. for each regularized tensor, at the post-step ``theta``:
+   ``lam <- max(0, lam + (mu/n)·(R(theta) − kappa))`` then ``theta <- theta − lam·∇R(theta)``.
+
+λ is updated first and used in the same step; the constraint step bypasses the base optimizer's moments and is not
+scaled by the learning rate (unless ``reg_by_lr``). The paper states the update at θ_t; the release (and this
+module) evaluates R and ∇R at the post-step θ_{t+1}, and ∇R = 2θ for ``l2`` (R = Σθ², not ½‖θ‖²).
+
+The λ-update is the projected dual ascent of the augmented Lagrangian (paper Appendix A):
+``lam* = (lam + mu·c(theta))⁺`` with ``c = R − kappa``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from refreg._backend import get_namespace, namespace_of_params
+from refreg._validation import check_choice, check_in_range, check_positive
+from refreg.optim.schedules import current_lr
+
+__all__ = [
+    "CPR",
+    "KAPPA_INITS",
+    "KAPPA_UNSET",
+    "MEASURES",
+    "CPRState",
+    "adam_cpr",
+    "cpr",
+    "default_regularize",
+    "measure_grad",
+    "measure_value",
+]
+
+MEASURES = ("l2", "std", "l1", "huber")
+KAPPA_INITS = ("uniform", "dependent", "warm_start", "inflection_point")
+SCALAR_DTYPES = ("float64", "float32")
+
+KAPPA_UNSET = 1e6
+"""The release's ``HIGHKAPPA``: the bound an ``inflection_point`` tensor holds until its inflection point is found.
+
+It is a real bound (a tensor with R > 1e6 is constrained to 1e6 before detection, as in the release), and
+``kappa == KAPPA_UNSET`` is how the detector recognizes a tensor whose bound is not set yet.
+"""
+
+_GROWTH_FLOOR = 0.01  # the release's minimum relative growth per reg_step_size steps for Kappa-IP
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Measures R(theta) and their gradients
+# --------------------------------------------------------------------------------------------------------------
+
+
+def measure_value(theta: Any, measure: str = "l2") -> Any:
+    """The constrained measure R(θ) of one tensor (paper Section 3; ``std`` as in Appendix F).
+
+    .. math::
+        l2: R = Σ θ²;\\quad l1: R = Σ |θ|;\\quad huber: R = Σ (½θ² if |θ| < 1 else |θ| − ½);\\quad
+        std: R = \\sqrt{Σ (θ − mean θ)² / (n − 1)}
+
+    Parameters
+    ----------
+    theta : array of any shape, real floating
+    measure : {"l2", "std", "l1", "huber"}
+
+    Returns
+    -------
+    0-d array of ``theta``'s dtype.
+    """
+    check_choice("measure", measure, MEASURES)
+    xp = get_namespace(theta)
+    _check_floating("theta", theta, xp)
+    if measure == "l2":
+        return xp.sum(theta * theta)
+    if measure == "l1":
+        return xp.sum(xp.abs(theta))
+    if measure == "huber":
+        a = xp.abs(theta)
+        return xp.sum(xp.where(a < 1, 0.5 * (theta * theta), a - 0.5))
+    _check_std_size(theta)
+    return xp.std(theta, correction=1)
+
+
+def measure_grad(theta: Any, measure: str = "l2") -> Any:
+    """The gradient ∇R(θ) that the constraint step ``theta <- theta − lam·∇R`` uses (release 0.3.1).
+
+    .. math::
+        l2: 2θ;\\quad l1: sign θ;\\quad huber: θ \\text{ if } |θ| < 1 \\text{ else } sign θ;\\quad
+        std: (θ − mean θ) / ((n − 1)·std θ)
+
+    ``sign(0) = 0`` (a subgradient of |θ| at 0) and the Huber kink at |θ| = 1 takes ``sign θ``, as in the release.
+    For ``std`` the release's operation order is kept, ``(2d − 2·mean(2d))/(n − 1)/(2·std)`` with
+    ``d = θ − mean θ``; the ``mean(2d)`` term is zero in exact arithmetic.
+
+    Parameters
+    ----------
+    theta : array of any shape, real floating (``std``: at least 2 elements, not all equal)
+    measure : {"l2", "std", "l1", "huber"}
+
+    Returns
+    -------
+    array of ``theta``'s shape and dtype.
+    """
+    check_choice("measure", measure, MEASURES)
+    xp = get_namespace(theta)
+    _check_floating("theta", theta, xp)
+    if measure == "l2":
+        return 2.0 * theta
+    if measure == "l1":
+        return xp.sign(theta)
+    if measure == "huber":
+        return xp.where(xp.abs(theta) < 1, theta, xp.sign(theta))
+    n = _check_std_size(theta)
+    d = 2.0 * (theta - xp.mean(theta))
+    return (d - 2.0 * xp.mean(d)) / (n - 1) / (2.0 * xp.std(theta, correction=1))
+
+
+def _check_floating(name: str, x: Any, xp: Any) -> None:
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+
+
+def _check_std_size(theta: Any) -> int:
+    n = math.prod(theta.shape)
+    if n < 2:
+        raise ValueError(
+            f"measure 'std' needs a tensor with >= 2 elements, got shape {tuple(theta.shape)}"
+        )
+    return n
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scalar arithmetic in the release's float32 or in float64
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _round(x: float, dtype: str) -> float:
+    """``x`` rounded to ``dtype`` ("float32" or "float64"), as a Python float (exact in both cases).
+
+    One IEEE float32 operation equals the float64 result rounded to float32 (53 >= 2·24 + 2 bits), so rounding
+    after each float64 operation emulates float32 scalar arithmetic exactly.
+    """
+    if dtype == "float32":
+        with np.errstate(over="ignore"):
+            return float(np.float32(x))
+    return float(x)
+
+
+def _dtype_name(x: Any, xp: Any) -> str:
+    return "float32" if x.dtype == xp.float32 else "float64"
+
+
+def default_regularize(name: str, theta: Any) -> bool:
+    """The release's choice for an MLP: weights (``ndim >= 2``) are regularized, biases (``ndim < 2``) are not."""
+    return theta.ndim >= 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The optimizer
+# --------------------------------------------------------------------------------------------------------------
+
+
+class CPRState(NamedTuple):
+    """State of :class:`CPR`: plain data that ``refreg.io`` round-trips exactly.
+
+    ``base``: the wrapped optimizer's state; ``step[name]``: each tensor's own update count (the release keeps
+    one per tensor); for each regularized tensor: ``lam[name]`` the multiplier λ, ``kappa[name]`` the bound κ,
+    and the inflection-point detector's ``norm_ema[name]`` (EMA of ‖θ‖), ``prev_norm_ema[name]`` (its value at
+    the previous sample) and ``prev_growth[name]`` (the previous relative growth). Scalars are Python floats
+    holding values of the scalar dtype.
+    """
+
+    base: Any
+    step: dict[str, int]
+    lam: dict[str, float]
+    kappa: dict[str, float]
+    norm_ema: dict[str, float]
+    prev_norm_ema: dict[str, float]
+    prev_growth: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CPR:
+    """Constrained parameter regularization around any refreg optimizer (paper Algorithm 1); see :func:`cpr`."""
+
+    base: Any
+    mu: float = 1.0
+    kappa_init: str = "inflection_point"
+    kappa_init_param: float = 1000
+    measure: str = "l2"
+    reg_step_size: int = 200
+    reg_ema_decay: float = 0.99
+    reg_by_lr: bool = False
+    regularize: Callable[[str, Any], bool] | frozenset[str] | None = None
+    scalar_dtype: str = "float64"
+    kappa_adapt: bool = False
+
+    def __post_init__(self):
+        if not (
+            callable(getattr(self.base, "init", None))
+            and callable(getattr(self.base, "update", None))
+        ):
+            raise TypeError(
+                f"base must be a refreg optimizer with init/update methods, got {type(self.base).__name__}"
+            )
+        check_positive("mu", self.mu)
+        check_choice("kappa_init", self.kappa_init, KAPPA_INITS)
+        check_choice("measure", self.measure, MEASURES)
+        check_choice("scalar_dtype", self.scalar_dtype, SCALAR_DTYPES)
+        object.__setattr__(
+            self,
+            "kappa_init_param",
+            _check_kappa_init_param(self.kappa_init, self.kappa_init_param),
+        )
+        if (
+            isinstance(self.reg_step_size, bool)
+            or not isinstance(self.reg_step_size, int)
+            or self.reg_step_size < 1
+        ):
+            raise ValueError(f"reg_step_size must be an int >= 1, got {self.reg_step_size!r}")
+        check_in_range("reg_ema_decay", self.reg_ema_decay, 0.0, 1.0, closed="left")
+        for flag in ("reg_by_lr", "kappa_adapt"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        if self.reg_by_lr and not hasattr(self.base, "lr"):
+            raise TypeError(
+                f"reg_by_lr=True needs a base optimizer with an lr attribute, got {type(self.base).__name__}"
+            )
+        reg = self.regularize
+        if reg is not None and not callable(reg):
+            if isinstance(reg, str) or not isinstance(reg, Collection):
+                raise TypeError(
+                    f"regularize must be None, a predicate (name, array) -> bool or a set of names, got {reg!r}"
+                )
+            if not all(isinstance(k, str) for k in reg):
+                raise TypeError(
+                    f"regularize must hold parameter names (str), got {sorted(map(repr, reg))}"
+                )
+            object.__setattr__(self, "regularize", frozenset(reg))
+
+    # ---- selection and initialization (paper Section 4, "Initialization of upper bounds") -------------------
+
+    def regularized_names(self, params: Mapping[str, Any]) -> list[str]:
+        """Names of the tensors CPR constrains, in ``params`` order; selecting nothing is an error.
+
+        Raises
+        ------
+        ValueError
+            ``regularize`` names a key that ``params`` lacks, or selects no tensor (the release would silently
+            run the plain base optimizer instead).
+        """
+        reg = self.regularize
+        if reg is None:
+            names = [k for k, p in params.items() if default_regularize(k, p)]
+        elif callable(reg):
+            names = [k for k, p in params.items() if _as_bool(reg(k, p), k)]
+        else:
+            unknown = sorted(reg - set(params))
+            if unknown:
+                raise ValueError(
+                    f"regularize names parameters not in params: {unknown}; keys are {list(params)}"
+                )
+            names = [k for k in params if k in reg]
+        if not names:
+            raise ValueError(
+                f"regularize selects no parameter of {list(params)} (regularize={reg!r}); CPR would be "
+                "the plain base optimizer"
+            )
+        if self.measure == "std":
+            for k in names:
+                if math.prod(params[k].shape) < 2:
+                    raise ValueError(
+                        f"measure 'std' needs >= 2 elements, but params[{k!r}] has shape {tuple(params[k].shape)}"
+                    )
+        return names
+
+    def init(self, params: Mapping[str, Any]) -> CPRState:
+        """State at θ₀: λ = 0 and κ = Initialize(θ₀) per regularized tensor (paper Algorithm 1, line 1).
+
+        ``uniform`` (Kappa-K): κ = kappa_init_param; ``dependent`` (Kappa-kI₀): κ = k·R(θ₀);
+        ``warm_start`` (Kappa-WS, Algorithm 2): κ = 0 until set to R(θ_s) after step s;
+        ``inflection_point`` (Kappa-IP): κ = :data:`KAPPA_UNSET` until the detector sets it.
+        """
+        xp = namespace_of_params(params)
+        names = self.regularized_names(params)
+        sd = self.scalar_dtype
+        kappa: dict[str, float] = {}
+        for k in names:
+            if self.kappa_init == "uniform":
+                kappa[k] = _round(self.kappa_init_param, sd)
+            elif self.kappa_init == "dependent":
+                # release: fl32(fl32(k) · fl32(R(θ₀)))
+                r0 = _round(float(measure_value(params[k], self.measure)), sd)
+                kappa[k] = _round(_round(self.kappa_init_param, sd) * r0, sd)
+            elif self.kappa_init == "warm_start":
+                kappa[k] = 0.0
+            else:
+                kappa[k] = KAPPA_UNSET
+        del xp
+        zeros = dict.fromkeys(names, 0.0)
+        return CPRState(
+            base=self.base.init(params),
+            step=dict.fromkeys(params, 0),
+            lam=dict(zeros),
+            kappa=kappa,
+            norm_ema=dict(zeros),
+            prev_norm_ema=dict(zeros),
+            prev_growth=dict(zeros),
+        )
+
+    # ---- one update ---------------------------------------------------------------------------------------
+
+    def update(
+        self, grads: Mapping[str, Any], state: CPRState, params: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], CPRState]:
+        """Base step, then the CPR constraint step on every regularized tensor (paper Algorithm 1, lines 3–6).
+
+        .. math::
+            θ ← θ + Opt(∇L);\\quad λ ← max(0, λ + (μ/n)(R(θ) − κ));\\quad θ ← θ − λ ∇R(θ)
+
+        then the κ-initialization bookkeeping: Kappa-WS sets κ = R(θ) at step s; Kappa-IP runs its detector;
+        AdaCPR (``kappa_adapt``, Appendix D) sets κ ← min(κ, R(θ)) when λ returns to 0.
+
+        Returns ``(new_params, new_state)``; the arguments are not modified. With l2 and 2λ >= 1 (2·lr·λ with
+        ``reg_by_lr``) the step flips the sign of the tensor, as in the release; one ``RuntimeWarning`` names the
+        tensors and the step.
+
+        Raises
+        ------
+        TypeError, ValueError, FloatingPointError
+            From the base optimizer's checks (keys, shapes, dtypes, non-finite gradients), or a state that does
+            not belong to ``params``; nothing is computed then.
+        """
+        xp = namespace_of_params(params)
+        self._check_state(state, params)
+        lr = current_lr(self.base.lr, getattr(state.base, "step", 0)) if self.reg_by_lr else 1.0
+        new_params, base_state = self.base.update(grads, state.base, params)
+        new_params = dict(new_params)
+        sd = self.scalar_dtype
+        step = {k: t + 1 for k, t in state.step.items()}
+        lam, kappa = dict(state.lam), dict(state.kappa)
+        warm_start = self.kappa_init_param if self.kappa_init == "warm_start" else 0
+        overshoot = []
+        for k in lam:
+            t = step[k]
+            if t <= warm_start:
+                continue
+            theta = new_params[k]
+            pd = _dtype_name(theta, xp)
+            value = float(measure_value(theta, self.measure))
+            lam_old = lam[k]
+            lam[k] = self._dual_step(lam_old, value, kappa[k], self._rate(theta), pd)
+            if lam[k] > 0.0:
+                if self.measure == "l2" and 2.0 * lr * lam[k] >= 1.0:
+                    overshoot.append((k, 2.0 * lr * lam[k]))
+                new_params[k] = self._constraint_step(theta, lam[k], lr)
+            elif self.kappa_adapt and lam_old > 0.0:
+                # AdaCPR (Appendix D): the constraint became inactive; tighten κ to the current R (θ unchanged)
+                kappa[k] = min(kappa[k], _round(value, sd))
+        if overshoot:
+            t = step[next(iter(lam))]
+            listed = ", ".join(f"{k!r} (2·lam={c:.3g})" for k, c in overshoot)
+            warnings.warn(
+                f"CPR l2 constraint step overshoots at step {t}: 2·lam >= 1 for {listed}; "
+                "theta <- theta − 2·lam·theta flips the sign of the tensor (the release has no guard; "
+                "lower mu or start with a bound closer to R(theta))",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        norm_ema, prev_norm_ema, prev_growth = (
+            dict(state.norm_ema),
+            dict(state.prev_norm_ema),
+            dict(state.prev_growth),
+        )
+        if self.kappa_init == "inflection_point" and any(kappa[k] == KAPPA_UNSET for k in kappa):
+            self._detect_inflection_point(
+                xp, new_params, step, kappa, norm_ema, prev_norm_ema, prev_growth
+            )
+        elif self.kappa_init == "warm_start":
+            for k in kappa:
+                if step[k] == warm_start:
+                    kappa[k] = _round(float(measure_value(new_params[k], self.measure)), sd)
+        new_state = CPRState(base_state, step, lam, kappa, norm_ema, prev_norm_ema, prev_growth)
+        return new_params, new_state
+
+    def _rate(self, theta: Any) -> float:
+        """The dual step size: μ/n for l2, l1, huber and μ for std (release 0.3.1's ``kappa_update``)."""
+        n = math.prod(theta.shape)
+        return _round(self.mu if self.measure == "std" else self.mu / n, self.scalar_dtype)
+
+    def _dual_step(
+        self, lam: float, value: float, kappa: float, rate: float, param_dtype: str
+    ) -> float:
+        """``max(0, lam + rate·(R − kappa))`` (Appendix A), with the release's roundings for float32 scalars.
+
+        float32 scalars (release): ``R − κ`` and ``·rate`` in the parameters' dtype, the increment rounded to
+        float32, added to the float32 λ in float32, then clipped at 0.
+        """
+        if self.scalar_dtype == "float32":
+            increment = _round(_round(value - kappa, param_dtype) * rate, param_dtype)
+            return max(0.0, _round(lam + _round(increment, "float32"), "float32"))
+        return max(0.0, lam + rate * (value - kappa))
+
+    def _constraint_step(self, theta: Any, lam: float, lr: float) -> Any:
+        """``theta − lam·∇R(theta)`` (times lr with ``reg_by_lr``), in the release's operation order."""
+        if self.measure == "l2":
+            if self.reg_by_lr:
+                return theta + ((-2.0 * lr) * theta) * lam
+            # equals the release's theta + (−2·theta)·lam bit for bit (scaling by 2 is exact)
+            return theta - (2.0 * lam) * theta
+        return theta + ((-lr) * measure_grad(theta, self.measure)) * lam
+
+    def _detect_inflection_point(
+        self, xp, params, step, kappa, norm_ema, prev_norm_ema, prev_growth
+    ) -> None:
+        """Kappa-IP as the release's multi-tensor path does it (its single-tensor path never fires).
+
+        Every step, ``e ← ‖θ‖`` while t < S, else ``e ← d·e + (1 − d)·‖θ‖`` (EMA of the *un-squared* norm).
+        At t > S with t % S = 0: ``g = (e − e_prev)/e`` (relative growth over S steps), ``e_prev ← e``; if
+        t > 3S and ``g_prev > g > 0.01`` and κ is unset, κ ← R(θ); if t > 2S, ``g_prev ← g``. The first
+        possible bound is at t = 4S. The step of the first regularized tensor is used, as in the release.
+        The paper (Section 4, Kappa-IP) describes the idea: κ = R(θ_i) at the first i with ΔΔR(θ) < 0.
+        Updates the dicts in place (they are this call's fresh copies).
+        """
+        sd = self.scalar_dtype
+        S, d = self.reg_step_size, self.reg_ema_decay
+        t = step[next(iter(kappa))]
+        for k in kappa:
+            r = float(xp.linalg.vector_norm(params[k]))
+            if t >= S:
+                if sd == "float32":
+                    # torch: ema *= fl32(d); ema += fl32(1-d)·fl32(r) with one rounding
+                    e = _round(norm_ema[k] * _round(d, sd), sd)
+                    norm_ema[k] = _round(e + _round(1.0 - d, sd) * _round(r, sd), sd)
+                else:
+                    norm_ema[k] = d * norm_ema[k] + (1.0 - d) * r
+            else:
+                norm_ema[k] = _round(r, sd)
+        if not (t > S and t % S == 0):
+            return
+        floor = _round(_GROWTH_FLOOR, sd)
+        for k in kappa:
+            e = norm_ema[k]
+            growth = _round(_round(e - prev_norm_ema[k], sd) / e, sd) if e != 0.0 else math.nan
+            prev_norm_ema[k] = e
+            if t > 3 * S and prev_growth[k] > growth > floor and kappa[k] == KAPPA_UNSET:
+                kappa[k] = _round(float(measure_value(params[k], self.measure)), sd)
+            if t > 2 * S:
+                prev_growth[k] = growth
+
+    def _check_state(self, state: Any, params: Mapping[str, Any]) -> None:
+        if not isinstance(state, CPRState):
+            raise TypeError(
+                f"state must be a CPRState (from this optimizer's init), got {type(state).__name__}"
+            )
+        if set(state.step) != set(params):
+            raise ValueError(
+                f"state.step must have the keys of params; got {sorted(state.step)} for {sorted(params)}"
+            )
+        names = set(state.lam)
+        for field in ("kappa", "norm_ema", "prev_norm_ema", "prev_growth"):
+            if set(getattr(state, field)) != names:
+                raise ValueError(f"state.{field} must have the keys of state.lam {sorted(names)}")
+        if not names or not names <= set(params):
+            raise ValueError(
+                f"state.lam must name regularized parameters of params; got {sorted(names)} for {sorted(params)}"
+            )
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"regularize({name!r}, array) must return a bool, got {value!r}")
+    return bool(value)
+
+
+def _check_kappa_init_param(kappa_init: str, value: Any) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        raise TypeError(f"kappa_init_param must be a finite real number, got {value!r}")
+    if kappa_init == "warm_start":
+        if float(value) != int(value) or value < 1:
+            raise ValueError(
+                f"kappa_init_param for kappa_init='warm_start' is the step s after which κ = R(θ_s) is set; "
+                f"it must be an integer >= 1, got {value!r}"
+            )
+        return int(value)
+    if kappa_init == "uniform" and value < 0:
+        raise ValueError(
+            f"kappa_init_param for kappa_init='uniform' is the bound κ; it must be >= 0, got {value!r}"
+        )
+    if kappa_init == "dependent" and value <= 0:
+        raise ValueError(
+            f"kappa_init_param for kappa_init='dependent' is the factor k in κ = k·R(θ₀); it must be > 0, "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def cpr(
+    base: Any,
+    *,
+    mu: float = 1.0,
+    kappa_init: str = "inflection_point",
+    kappa_init_param: float = 1000,
+    measure: str = "l2",
+    reg_step_size: int = 200,
+    reg_ema_decay: float = 0.99,
+    reg_by_lr: bool = False,
+    regularize: Callable[[str, Any], bool] | Collection[str] | None = None,
+    scalar_dtype: str = "float64",
+    kappa_adapt: bool = False,
+) -> CPR:
+    """Wrap ``base`` (``sgd``, ``adam``, ...) with CPR's constraint ``R(θ_j) <= κ_j`` per regularized tensor.
+
+    Implements paper Algorithm 1 (κ initializations: Section 4 and Algorithm 2; λ update: Appendix A; AdaCPR:
+    Appendix D) in the form of the released pytorch-cpr 0.3.1 (see the module docstring).
+
+    Parameters
+    ----------
+    base : optimizer
+        Any refreg optimizer with ``init(params)`` / ``update(grads, state, params)``; it should not decay weights.
+    mu : float > 0
+        Dual step size μ (the release's ``kappa_update``); the per-tensor rate is μ/n, or μ for ``std``.
+    kappa_init : {"inflection_point", "uniform", "dependent", "warm_start"}
+        How κ is set: Kappa-IP (detector, see ``reg_step_size``), Kappa-K (κ = kappa_init_param for every tensor),
+        Kappa-kI₀ (κ = kappa_init_param·R(θ₀)), Kappa-WS (κ = R(θ_s) with s = kappa_init_param; the constraint
+        applies from step s + 1).
+    kappa_init_param : float
+        The bound (uniform, >= 0), the factor k (dependent, > 0), the step s (warm_start, integer >= 1); ignored
+        by inflection_point (as in the release).
+    measure : {"l2", "std", "l1", "huber"}
+        R: sum of squares, unbiased standard deviation, sum of absolute values, sum of Huber (δ = 1) losses.
+    reg_step_size : int >= 1
+        Kappa-IP samples its detector every S = reg_step_size steps; the earliest bound is at step 4S.
+    reg_ema_decay : float in [0, 1)
+        Decay of the detector's EMA of ‖θ‖.
+    reg_by_lr : bool
+        Scale the constraint step by the base optimizer's current learning rate (release option).
+    regularize : None, callable ``(name, array) -> bool``, or a set of names
+        Which tensors are constrained; default :func:`default_regularize` (weights, ``ndim >= 2``, not biases).
+    scalar_dtype : {"float64", "float32"}
+        dtype of the scalars λ, κ, μ/n and the detector. "float32" reproduces the release's float32 scalar
+        arithmetic bit for bit; "float64" (default) is the textbook algorithm, without float32 rounding (for
+        float64 parameters, all arithmetic in the parameters' dtype).
+    kappa_adapt : bool
+        AdaCPR (Appendix D): when λ drops back to 0, κ ← min(κ, R(θ)). Not in release 0.3.1 (it was in v0.2's
+        wrapper; the paper found it not beneficial).
+
+    Returns
+    -------
+    CPR
+        A frozen optimizer: ``init(params) -> CPRState``, ``update(grads, state, params) -> (params, state)``.
+
+    Notes
+    -----
+    Kappa-IP: the release's single-tensor path (PyTorch's default on CPU) compares κ with 1000 while κ starts at
+    1e6, so its detector never fires there and Kappa-IP degenerates into a uniform bound κ = 1e6. This module
+    implements the multi-tensor (``foreach=True``) detector, which does set κ.
+
+    The l2 constraint step multiplies θ by (1 − 2λ); 2λ >= 1 flips the sign of θ. The release has no guard; this
+    module keeps its update and warns (``RuntimeWarning``).
+
+    Examples
+    --------
+    >>> from refreg.optim import adam
+    >>> opt = cpr(adam(1e-3), kappa_init="dependent", kappa_init_param=0.8)
+    """
+    return CPR(
+        base=base,
+        mu=mu,
+        kappa_init=kappa_init,
+        kappa_init_param=kappa_init_param,
+        measure=measure,
+        reg_step_size=reg_step_size,
+        reg_ema_decay=reg_ema_decay,
+        reg_by_lr=reg_by_lr,
+        regularize=regularize,
+        scalar_dtype=scalar_dtype,
+        kappa_adapt=kappa_adapt,
+    )
+
+
+def adam_cpr(
+    lr: Any = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    **cpr_options: Any,
+) -> CPR:
+    """AdamCPR (paper Algorithm 1 with Adam): ``cpr(adam(lr, betas, eps), **cpr_options)``.
+
+    The release's ``AdamCPR`` defaults to lr = 1e-4 (its docstring says 1e-3); pass ``lr`` explicitly when
+    comparing. Adam here has no weight decay: the constraint replaces it.
+
+    Parameters
+    ----------
+    lr : float or schedule ``t -> lr``
+    betas : (float, float)
+    eps : float
+    **cpr_options
+        Keyword arguments of :func:`cpr` (mu, kappa_init, kappa_init_param, measure, ...).
+    """
+    from refreg.optim import adam
+
+    return cpr(adam(lr, betas, eps), **cpr_options)
