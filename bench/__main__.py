@@ -1,0 +1,46 @@
+"""Run every benchmark: ``python -m bench [--quick] [--only NAME ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench import benchmarks
+from bench.harness import machine_info, markdown_table, write_results
+
+HERE = Path(__file__).parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="a one-minute run (fewer repeats and cases)"
+    )
+    parser.add_argument("--out", default=str(HERE), help="folder for results.json and results.md")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    results = []
+    cases = benchmarks.cases(args.quick)
+    for name, case in cases:
+        t0 = time.perf_counter()
+        outcome = case()
+        if outcome is None:
+            print(f"{name}: skipped", file=sys.stderr)
+            continue
+        results.append(outcome)
+        print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    info = machine_info()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(results, out / "results.json", out / "results.md", info)
+    print(markdown_table(results, info))
+    print(
+        f"total {time.perf_counter() - start:.1f} s; wrote {out / 'results.json'}", file=sys.stderr
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
