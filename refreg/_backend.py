@@ -126,3 +126,44 @@ def scalar(x: Any) -> float:
     if isinstance(x, (int, float)):
         return float(x)
     return float(to_numpy(x))
+
+
+# Elements per block in ``elementwise``: 16 Ki float64 = 128 KiB per temporary, so the dozen temporaries of an
+# Adam step stay in a 2 MiB L2 cache and main memory sees each input once and each output once.
+CACHE_BLOCK = 16384
+
+
+def elementwise(fn: Any, *arrays: Any, n_out: int = 1, block: int | None = None) -> Any:
+    """Apply the elementwise ``fn(*arrays) -> n_out arrays`` block by block on the host, whole on a device.
+
+    NumPy evaluates every operator as a full pass over memory; an Adam step written as ten operators then
+    moves ten times the bytes it needs. Evaluating ``fn`` on cache-sized blocks of the flattened inputs keeps
+    the temporaries in cache. The result is bitwise the same as ``fn(*arrays)`` (every operation is
+    elementwise). Arrays must share one shape; outputs are new arrays of that shape (inputs are never written).
+    On CuPy and other libraries ``fn`` runs once on the whole arrays (their kernels are launched per operator
+    and blocking would only add launches).
+    """
+    xp = get_namespace(*arrays)
+    shape = tuple(arrays[0].shape)
+    size = 1
+    for s in shape:
+        size *= s
+    block = CACHE_BLOCK if block is None else block
+    if not array_api_compat.is_numpy_namespace(xp) or size <= 2 * block:
+        out = fn(*arrays)
+        return out
+    flat = [xp.reshape(a, (-1,)) for a in arrays]
+    first = fn(*(f[:block] for f in flat))
+    single = n_out == 1
+    first = (first,) if single else tuple(first)
+    outs = [xp.empty((size,), dtype=o.dtype) for o in first]
+    for o, part in zip(outs, first, strict=True):
+        o[:block] = part
+    for start in range(block, size, block):
+        stop = min(start + block, size)
+        parts = fn(*(f[start:stop] for f in flat))
+        parts = (parts,) if single else parts
+        for o, part in zip(outs, parts, strict=True):
+            o[start:stop] = part
+    outs = [xp.reshape(o, shape) for o in outs]
+    return outs[0] if single else tuple(outs)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
-from refreg._backend import namespace_of_params
+from refreg._backend import elementwise, namespace_of_params
 from refreg._validation import check_grads, check_in_range, check_lr, check_nonnegative
 from refreg.optim.schedules import Schedule, current_lr
 
@@ -198,14 +199,24 @@ class Adam:
                     p = p * (1.0 - lr * self.weight_decay)
                 else:
                     g = g + self.weight_decay * p
-            m, v = state.exp_avg[key], state.exp_avg_sq[key]
-            # torch's lerp: start + w (end - start) for w < 0.5, else end - (end - start)(1 - w)
-            m = m + w * (g - m) if w < 0.5 else g - (g - m) * (1.0 - w)
-            v = beta2 * v + (1.0 - beta2) * g * g
-            denom = xp.sqrt(v) / bias_correction2_sqrt + self.eps
-            new_params[key] = p + (-step_size) * m / denom
-            new_m[key], new_v[key] = m, v
+            new_params[key], new_m[key], new_v[key] = elementwise(
+                partial(_adam_kernel, xp, w, beta2, bias_correction2_sqrt, self.eps, step_size),
+                p,
+                g,
+                state.exp_avg[key],
+                state.exp_avg_sq[key],
+                n_out=3,
+            )
         return new_params, AdamState(step=t, exp_avg=new_m, exp_avg_sq=new_v)
+
+
+def _adam_kernel(xp, w, beta2, bias_correction2_sqrt, eps, step_size, p, g, m, v):
+    """One Adam step on matching blocks of theta, g, m, v (PyTorch's single-tensor kernel, op for op)."""
+    # torch's lerp: start + w (end - start) for w < 0.5, else end - (end - start)(1 - w)
+    m = m + w * (g - m) if w < 0.5 else g - (g - m) * (1.0 - w)
+    v = beta2 * v + (1.0 - beta2) * g * g
+    denom = xp.sqrt(v) / bias_correction2_sqrt + eps
+    return p + (-step_size) * m / denom, m, v
 
 
 def sgd(
