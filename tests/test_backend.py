@@ -1,0 +1,62 @@
+"""Backend helpers: namespaces, generators, and block-wise elementwise evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import asnumpy
+
+from refreg import _backend
+from refreg._backend import as_generator, elementwise, get_namespace
+
+
+def _kernel(xp, a, b):
+    return xp.sqrt(a * a + 1.0) / (b + 3.0), a - b
+
+
+@pytest.mark.parametrize("size", [1, 7, 100, 1000, 4099])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_evaluation_is_bitwise_the_whole_evaluation(size, dtype, monkeypatch):
+    monkeypatch.setattr(_backend, "CACHE_BLOCK", 64)
+    rng = np.random.default_rng(size)
+    a = rng.standard_normal((size, 3)).astype(dtype)
+    b = rng.standard_normal((size, 3)).astype(dtype)
+    xp = get_namespace(a)
+    whole = _kernel(xp, a, b)
+    blocked = elementwise(lambda x, y: _kernel(xp, x, y), a, b, n_out=2)
+    for w, bl in zip(whole, blocked, strict=True):
+        assert bl.shape == a.shape and bl.dtype == dtype
+        np.testing.assert_array_equal(bl, w)
+    a_before = a.copy()
+    single = elementwise(lambda x: x * 2.0, a)
+    np.testing.assert_array_equal(single, 2.0 * a_before)
+    np.testing.assert_array_equal(a, a_before)
+
+
+def test_elementwise_on_other_backends_runs_once(xp):
+    a = xp.asarray(np.arange(10.0))
+    calls = []
+
+    def fn(x):
+        calls.append(1)
+        return x + 1.0
+
+    out = elementwise(fn, a, block=2)
+    np.testing.assert_array_equal(asnumpy(out), np.arange(10.0) + 1)
+    assert len(calls) == (5 if xp is np else 1)
+
+
+def test_generators_follow_spec_7():
+    g = np.random.default_rng(3)
+    assert as_generator(g) is g
+    np.testing.assert_array_equal(as_generator(5).random(3), np.random.default_rng(5).random(3))
+    assert isinstance(as_generator(None), np.random.Generator)
+    with pytest.raises(TypeError, match=r"rng must be None, an int or a numpy\.random\.Generator"):
+        as_generator(1.5)
+    with pytest.raises(TypeError, match="rng must be"):
+        as_generator(True)
+
+
+def test_non_arrays_are_rejected():
+    with pytest.raises(TypeError, match="expected an array, got list"):
+        get_namespace([1.0, 2.0])
