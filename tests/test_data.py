@@ -1,0 +1,178 @@
+"""Tests of refreg.data: digits, MNIST IDX reading (on tiny files written here), subset, modular addition,
+minibatches."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from refreg import data
+
+
+# ------------------------------------------------------------------------------------------- digits
+def test_digits_split_and_standardization():
+    ds = data.digits(test_fraction=0.25, rng=0)
+    assert (
+        ds.x_train.shape[1] == 64
+        and ds.x_train.dtype == np.float64
+        and ds.y_train.dtype == np.int64
+    )
+    assert ds.x_train.shape[0] + ds.x_test.shape[0] == 1797
+    # stratified: every class has round(0.25 * count) test samples
+    counts = np.bincount(np.concatenate([ds.y_train, ds.y_test]), minlength=10)
+    np.testing.assert_array_equal(np.bincount(ds.y_test, minlength=10), np.round(0.25 * counts))
+    # standardized with training statistics: mean 0, std 1 (or 0 for constant pixels, which are centred)
+    np.testing.assert_allclose(ds.x_train.mean(0), 0.0, atol=1e-12)
+    std = ds.x_train.std(0)
+    assert np.all((np.abs(std - 1) < 1e-12) | (std == 0))
+    assert np.any(std == 0)  # digits has border pixels that are always 0
+
+
+def test_digits_is_deterministic_per_seed_and_raw_option():
+    a, b, c = data.digits(rng=3), data.digits(rng=3), data.digits(rng=4)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.y_train, c.y_train)
+    raw = data.digits(rng=3, standardize=False)
+    assert raw.x_train.min() == 0.0 and raw.x_train.max() == 16.0
+
+
+def test_digits_bad_fraction():
+    with pytest.raises(ValueError, match=r"test_fraction must be in \(0.0, 1.0\), got 1.5"):
+        data.digits(test_fraction=1.5)
+
+
+# ------------------------------------------------------------------------------------------- IDX / MNIST
+def _idx_bytes(array: np.ndarray) -> bytes:
+    magic = 2051 if array.ndim == 3 else 2049
+    header = magic.to_bytes(4, "big") + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write(path, array, compress=False):
+    payload = _idx_bytes(array)
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def _fake_mnist(folder, compress=False, n_train=6, n_test=4, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28)),
+        "train_labels": rng.integers(0, 10, n_train),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28)),
+        "test_labels": rng.integers(0, 10, n_test),
+    }
+    for key, stem in data.MNIST_FILES.items():
+        _write(folder / stem, arrays[key], compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
+def test_read_idx_round_trip(tmp_path, compress):
+    images = np.arange(2 * 3 * 4).reshape(2, 3, 4) % 256
+    labels = np.array([7, 0, 255])
+    pi = _write(tmp_path / "img-idx3-ubyte", images, compress)
+    pl = _write(tmp_path / "lab-idx1-ubyte", labels, compress)
+    np.testing.assert_array_equal(data.read_idx(pi), images)
+    np.testing.assert_array_equal(data.read_idx(pl), labels)
+    assert data.read_idx(pi).dtype == np.uint8
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
+def test_mnist_reads_the_four_files(tmp_path, compress):
+    arrays = _fake_mnist(tmp_path, compress)
+    ds = data.mnist(tmp_path, normalize=False)
+    assert ds.x_train.shape == (6, 784) and ds.x_test.shape == (4, 784)
+    np.testing.assert_allclose(ds.x_train, arrays["train_images"].reshape(6, -1) / 255.0)
+    np.testing.assert_array_equal(ds.y_test, arrays["test_labels"])
+    assert ds.y_train.dtype == np.int64
+    normalized = data.mnist(tmp_path)
+    np.testing.assert_allclose(normalized.x_train, (ds.x_train - 0.1307) / 0.3081)
+
+
+def test_mnist_missing_file_is_named(tmp_path):
+    _fake_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lacks t10k-labels-idx1-ubyte\[\.gz\]"):
+        data.mnist(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.mnist(tmp_path / "nowhere")
+
+
+def test_idx_bad_magic_and_wrong_size(tmp_path):
+    good = _idx_bytes(np.zeros((2, 3, 3)))
+    bad_magic = tmp_path / "bad-magic"
+    bad_magic.write_bytes((1234).to_bytes(4, "big") + good[4:])
+    with pytest.raises(ValueError, match="has magic number 1234, expected 2051"):
+        data.read_idx(bad_magic)
+    short = tmp_path / "short"
+    short.write_bytes(good[:-1])
+    with pytest.raises(ValueError, match=r"has 33 bytes, its header \(2, 3, 3\) says 34"):
+        data.read_idx(short)
+    tiny = tmp_path / "tiny"
+    tiny.write_bytes(b"\x00\x00")
+    with pytest.raises(ValueError, match="too short to be an IDX file"):
+        data.read_idx(tiny)
+
+
+def test_mnist_mismatched_images_and_labels(tmp_path):
+    _fake_mnist(tmp_path)
+    _write(tmp_path / "train-labels-idx1-ubyte", np.zeros(5))  # 5 labels for 6 images
+    with pytest.raises(
+        ValueError, match=r"MNIST train images \(6, 28, 28\) and labels \(5,\) do not match"
+    ):
+        data.mnist(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- subset
+def test_subset_per_class():
+    x = np.arange(30.0)[:, None]
+    y = np.repeat(np.arange(3), 10)
+    xs, ys = data.subset(x, y, 4, rng=0)
+    np.testing.assert_array_equal(np.bincount(ys), [4, 4, 4])
+    np.testing.assert_array_equal(y[xs[:, 0].astype(int)], ys)  # pairs kept together
+    assert len(np.unique(xs)) == 12  # without replacement
+    xs2, _ = data.subset(x, y, 4, rng=0)
+    np.testing.assert_array_equal(xs, xs2)
+    with pytest.raises(ValueError, match="per_class=11 but class 0 has only 10 samples"):
+        data.subset(x, y, 11)
+    with pytest.raises(ValueError, match="per_class must be an int >= 1, got 0"):
+        data.subset(x, y, 0)
+
+
+# ------------------------------------------------------------------------------------------- modular addition
+def test_modular_addition():
+    p = 7
+    ds = data.modular_addition(p, 0.5, rng=0)
+    x = np.concatenate([ds.x_train, ds.x_test])
+    y = np.concatenate([ds.y_train, ds.y_test])
+    assert x.shape == (p * p, 2 * p) and len(ds.y_train) == round(0.5 * p * p)
+    a, b = np.argmax(x[:, :p], 1), np.argmax(x[:, p:], 1)
+    np.testing.assert_array_equal((a + b) % p, y)
+    np.testing.assert_array_equal(x.sum(1), 2.0)
+    assert len({(i, j) for i, j in zip(a, b, strict=True)}) == p * p  # every pair exactly once
+    with pytest.raises(ValueError, match="p must be an int >= 2"):
+        data.modular_addition(1)
+    with pytest.raises(ValueError, match="train_fraction must be in"):
+        data.modular_addition(5, 1.0)
+
+
+# ------------------------------------------------------------------------------------------- minibatches
+def test_minibatches_cover_an_epoch():
+    batches = list(data.minibatches(10, 4, rng=0))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(10))
+    assert [len(b) for b in data.minibatches(10, 4, rng=0, drop_last=True)] == [4, 4]
+    again = list(data.minibatches(10, 4, rng=0))
+    for u, v in zip(batches, again, strict=True):
+        np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        list(data.minibatches(10, 0, rng=0))
