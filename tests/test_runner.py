@@ -107,7 +107,6 @@ def test_interrupted_sweep_resumes_without_recomputing(fake, tmp_path):
     assert [(c["i"], c["seed"]) for c in fake.CALLS] == [(2, 1)]
 
 
-@pytest.mark.slow
 def test_dask_local_cluster_gives_the_local_numbers(fake, tmp_path):
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
     runner.run_figures(
