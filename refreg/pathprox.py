@@ -202,6 +202,15 @@ def _check_lam(lam: Any) -> float:
 
 
 def _check_finite_params(params: Mapping[str, Any]) -> None:
+    """``FloatingPointError`` naming the first parameter that holds NaN or inf.
+
+    Fast path: a NaN or inf makes its array's sum non-finite, so one sum per array and one host sync decide;
+    only then is each array checked element-wise to name it (a finite array whose sum overflows passes).
+    """
+    xp = get_namespace(*params.values())
+    sums = xp.stack([xp.sum(p) for p in params.values()])
+    if bool(xp.all(xp.isfinite(sums))):
+        return
     for key, p in params.items():
         check_finite_array(f"params[{key!r}]", p)
 
@@ -667,7 +676,10 @@ class PathProx:
                 buf = d if state.step == 0 else self.momentum * state.momentum_buffer[key] + d
                 new_buffers[key] = buf
                 d = buf
-            new_params[key] = p - lr * d
+            # -(lr d) + p is bitwise p - lr d; adding in place into our own temporary saves one array
+            step = d * (-lr)
+            step += p
+            new_params[key] = step
         if self.prox != "none":
             new_params = self._prox_step(xp, new_params, self.lam * lr, balance)
         return new_params, PathProxState(step=state.step + 1, momentum_buffer=new_buffers)
@@ -677,7 +689,8 @@ class PathProx:
 
         Balance multiplies V_g's columns by ``s_g/s_{g-1}`` and W_g's bias by ``s_{g-1}``; the prox then
         multiplies row k of W_g by ``fw_k`` and column k of V_g by ``fv_k``, both computed from the balanced
-        norms (W's norms are not changed by the balance).
+        norms (W's norms are not changed by the balance). ``params`` must be this update's own fresh arrays:
+        they are rescaled in place.
         """
         groups, n_pairs = self.groups, len(self.groups.pairs)
         norms = _unit_norms(xp, params, groups, self.regularize_bias)
@@ -702,10 +715,11 @@ class PathProx:
             if self.prox == "sphere" or self.regularize_bias:
                 # the bias follows its row; the joint prox leaves an unregularized bias alone
                 bias_factor = bias_factor * fw
-            out[pair.w] = params[pair.w] * fw[:, None]
-            out[pair.v] = params[pair.v] * (fv * column)[None, :]
+            # in place: these arrays are the fresh results of this update's SGD step, owned here
+            out[pair.w] *= fw[:, None]
+            out[pair.v] *= (fv * column)[None, :]
             if pair.w_bias is not None and (balanced or not isinstance(bias_factor, float)):
-                out[pair.w_bias] = params[pair.w_bias] * bias_factor
+                out[pair.w_bias] *= bias_factor
         return out
 
 
