@@ -78,7 +78,7 @@ _GROWTH_FLOOR = 0.01  # the release's minimum relative growth per reg_step_size 
 
 
 def measure_value(theta: Any, measure: str = "l2") -> Any:
-    """The constrained measure R(θ) of one tensor (paper Section 3: squared L2 by default; the paper also tests std).
+    """The constrained measure R(θ) of one tensor (the paper's default is the squared L2 norm; it also tests std).
 
     .. math::
         l2: R = Σ θ²;\\quad l1: R = Σ |θ|;\\quad huber: R = Σ (½θ² if |θ| < 1 else |θ| − ½);\\quad
@@ -264,7 +264,7 @@ class CPR:
                 )
             object.__setattr__(self, "regularize", frozenset(reg))
 
-    # ---- selection and initialization (paper Section 4, "Initialization of upper bounds") -------------------
+    # ---- selection and initialization (the paper's κ-initialization strategies, Algorithm 2) ----------------
 
     def regularized_names(self, params: Mapping[str, Any]) -> list[str]:
         """Names of the tensors CPR constrains, in ``params`` order; selecting nothing is an error.
@@ -307,7 +307,7 @@ class CPR:
         ``warm_start`` (Kappa-WS, Algorithm 2): κ = 0 until set to R(θ_s) after step s;
         ``inflection_point`` (Kappa-IP): κ = :data:`KAPPA_UNSET` until the detector sets it.
         """
-        xp = namespace_of_params(params)
+        namespace_of_params(params)  # a non-empty dict of real floating arrays of one library
         names = self.regularized_names(params)
         sd = self.scalar_dtype
         kappa: dict[str, float] = {}
@@ -322,7 +322,6 @@ class CPR:
                 kappa[k] = 0.0
             else:
                 kappa[k] = KAPPA_UNSET
-        del xp
         zeros = dict.fromkeys(names, 0.0)
         return CPRState(
             base=self.base.init(params),
@@ -457,7 +456,7 @@ class CPR:
         At t > S with t % S = 0: ``g = (e − e_prev)/e`` (relative growth over S steps), ``e_prev ← e``; if
         t > 3S and ``g_prev > g > 0.01`` and κ is unset, κ ← R(θ); if t > 2S, ``g_prev ← g``. The first
         possible bound is at t = 4S. The step of the first regularized tensor is used, as in the release.
-        The paper (Section 4, Kappa-IP) describes the idea: κ = R(θ_i) at the first i with ΔΔR(θ) < 0.
+        The paper (Kappa-IP) describes the idea: κ = R(θ_i) at the first i with ΔΔR(θ) < 0.
         Updates the dicts in place (they are this call's fresh copies).
         """
         sd = self.scalar_dtype
@@ -549,8 +548,8 @@ def cpr(
 ) -> CPR:
     """Wrap ``base`` (``sgd``, ``adam``, ...) with CPR's constraint ``R(θ_j) <= κ_j`` per regularized tensor.
 
-    Implements paper Algorithm 1 (κ initializations: Section 4 and Algorithm 2; λ update: Appendix A; AdaCPR:
-    Appendix D) in the form of the released pytorch-cpr 0.3.1 (see the module docstring).
+    Implements paper Algorithm 1 (κ initializations Kappa-K, Kappa-kI₀, Kappa-WS (Algorithm 2), Kappa-IP;
+    λ update: Appendix A; AdaCPR: Appendix D) in the form of the released pytorch-cpr 0.3.1 (module docstring).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """CPR's per-tensor constraint at work: R(θ_j), κ_j and λ_j over training, AdamW beside AdamCPR.
 
-Claim (CPR paper, Section 3 and Algorithm 1): each parameter matrix j gets its own bound κ_j on R(θ_j) = Σθ²,
+Claim (CPR paper, problem statement and Algorithm 1): each parameter matrix j gets its own bound κ_j on R(θ_j) = Σθ²,
 enforced by its own multiplier λ_j >= 0 that grows only while the constraint is violated, so the regularization
 strength adapts per tensor and over time; weight decay shrinks every tensor with one fixed coefficient.
 
