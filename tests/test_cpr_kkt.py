@@ -90,7 +90,7 @@ def test_fixed_point_approaches_the_original_kkt_point_at_rate_eta():
     x_star, nu_star = slsqp(a, b, kappa)
     errors, multipliers = [], []
     for eta in (0.05, 0.025, 0.0125):
-        theta, lam, _ = run_cpr(a, b, kappa, eta, mu=1.0, steps=int(300 / eta))
+        theta, lam, _ = run_cpr(a, b, kappa, eta, mu=1.0, steps=int(100 / eta))
         errors.append(np.max(np.abs(theta - x_star)))
         multipliers.append(lam / (eta * (1.0 - 2.0 * lam)))
     # first order in η: halving η halves the distance (ratios within 10% of 2)
