@@ -277,7 +277,7 @@ def weight_decay_penalty(
     for key in keys:
         p = params[key]
         value = value + 0.5 * xp.sum(p * p)
-        grads[key] = p
+        grads[key] = xp.asarray(p, copy=True)  # never hand out the caller's array as a gradient
     return value, grads
 
 
@@ -754,6 +754,30 @@ def pathprox(
         Apply :func:`balance_layers` before the prox (skipped with ``regularize_bias``, as the authors).
     regularize_bias : bool
         Treat ``[w_k, b_k]`` as the unit's input vector and decay the other layers' biases.
+
+    Returns
+    -------
+    PathProx
+        ``init(params) -> PathProxState``; ``update(grads, state, params) -> (params, state)``.
+
+    Raises
+    ------
+    ValueError
+        ``lr <= 0``, ``lam < 0``, momentum outside [0, 1), an unknown ``prox``; at ``update``: groups that do
+        not match the params (keys, shapes), non-consecutive pairs with ``layer_balance``.
+    TypeError
+        ``groups`` is not a :class:`Groups`; at ``update``: a wrong state type, mixed dtypes.
+    FloatingPointError
+        At ``update``: a NaN or inf in a gradient or parameter (the message names its key). A failed update
+        leaves params and state untouched.
+
+    Examples
+    --------
+    >>> from refreg import MLP
+    >>> net = MLP([4, 8, 3])
+    >>> params = net.init(rng=0)
+    >>> opt = pathprox(0.3, 1e-4, groups=pair_groups(net))
+    >>> state = opt.init(params)
     """
     check_choice("prox", prox, ("sphere", "joint"))
     return PathProx(lr, lam, groups, momentum, prox, layer_balance, regularize_bias)

@@ -54,7 +54,14 @@ LABELS = {
 _COMMON = {"lr": 0.3, "batch_size": 200, "per_class": 100, "depth": 6, "mnist": None, "seeds": 1}
 PRESETS = {
     "tiny": {**_COMMON, "width": 16, "depth": 4, "lam": 5e-3, "iterations": 60, "eval_every": 20},
-    "quick": {**_COMMON, "width": 64, "lam": 1e-3, "iterations": 6000, "eval_every": 100, "seeds": 2},
+    "quick": {
+        **_COMMON,
+        "width": 64,
+        "lam": 1e-3,
+        "iterations": 6000,
+        "eval_every": 100,
+        "seeds": 2,
+    },
     "full": {**_COMMON, "width": 400, "lam": 1e-4, "iterations": 100_000, "eval_every": 1000},
 }
 
@@ -243,16 +250,16 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
     for dataset in datasets:
         s = [x for x in summary if x["dataset"] == dataset]
 
-        def median(method, key, s=s):
-            values = [x[key] for x in s if x["method"] == method and x[key] is not None]
-            return float(np.median(values)) if values else None
-
         c = next(r["config"] for r in results if r["config"]["dataset"] == dataset)
         tag = f"{dataset}, width {c['width']}, λ={c['lam']:g}, {c['iterations']} it."
-        measured = "; ".join(
-            f"{m}: {_fmt(median(m, 'iterations_to_target'))} it. to SGD+WD's final objective "
-            f"{_fmt(median('sgd_weight_decay', 'target_objective'), '.4g')}, "
-            f"{_fmt(median(m, 'final_active_units'), '.1f')}% active"
+
+        def per_seed(method, key, spec, s=s):
+            return "/".join(_fmt(x[key], spec) for x in s if x["method"] == method)
+
+        measured = f"seeds {per_seed('sgd_weight_decay', 'seed', 'd')}: " + "; ".join(
+            f"{m}: {per_seed(m, 'iterations_to_target', 'd')} it. to SGD+WD's final objective "
+            f"{per_seed('sgd_weight_decay', 'target_objective', '.4f')} (final "
+            f"{per_seed(m, 'final_objective', '.4f')}), {per_seed(m, 'final_active_units', '.0f')}% active"
             for m in METHODS
         )
         rows.append(
