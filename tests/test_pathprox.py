@@ -478,15 +478,8 @@ def test_pathprox_prunes_and_sgd_weight_decay_does_not():
     net, params, groups = make_net([4, 16, 3], 0)
     x, y = data_for(net, 1, n=30)
     lam = 0.5
-    p_prox, _ = run_steps(
-        pathprox(0.1, lam, groups=groups),
-        net,
-        params,
-        None or pathprox(0.1, lam, groups=groups).init(params),
-        x,
-        y,
-        200,
-    )
+    prox = pathprox(0.1, lam, groups=groups)
+    p_prox, _ = run_steps(prox, net, params, prox.init(params), x, y, 200)
     wd = sgd_weight_decay(0.1, lam, groups=groups)
     p_wd, _ = run_steps(wd, net, params, wd.init(params), x, y, 200)
     assert active_units(p_prox, groups) < 100.0
