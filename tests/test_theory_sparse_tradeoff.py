@@ -48,3 +48,22 @@ def test_configs_cover_the_open_questions():
     assert {c["scope"] for c in cfgs if c["method"] == "spatial_entropy"} == {"layer", "network"}
     assert len({c["seed"] for c in cfgs}) >= 3
     assert all(c["finetune_abs"] and c["finetune_rel"] for c in cfgs)
+
+
+def test_every_full_preset_method_runs():
+    """One config per (method, scope) of the full preset, shrunk to one epoch of a 64-8-10 net."""
+    full = sparse_tradeoff.PRESETS["full"]
+    cfgs = sparse_tradeoff.configs(full, seeds=1)
+    seen = set()
+    for cfg in cfgs:
+        key = (cfg["optimizer"], cfg["method"], cfg["scope"])
+        if key in seen or cfg["optimizer"] != "sgd":
+            continue
+        seen.add(key)
+        small = {**cfg, "hidden": [8], "epochs": 1, "finetune_epochs": 1}
+        res = sparse_tradeoff.run(small)
+        assert 0.0 <= res["acc_trained"] <= 1.0 and res["n_weights"] == 64 * 8 + 8 * 10
+        assert all(p["nnz"] <= res["n_weights"] for p in res["finetuned"])
+    methods = {m for _, m, _ in seen}
+    assert methods == {"dense", *sparse_tradeoff.sparse.REGULARIZERS}
+    assert {s for _, m, s in seen if m == "hoyer_square"} == {"layer", "network"}
