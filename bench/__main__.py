@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from bench import benchmarks
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(HERE), help="folder for results.json and results.md")
     args = parser.parse_args(argv)
+    # pytorch-cpr 0.3.1 calls a deprecated torch helper on every step; one warning per call would drown the output
+    warnings.filterwarnings("ignore", message=".*is_compiling.*")
     start = time.perf_counter()
     results = []
     cases = benchmarks.cases(args.quick)

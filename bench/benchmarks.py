@@ -14,15 +14,8 @@ import refreg
 from bench.harness import Comparison, compare
 from refreg import MLP, training
 
-# a realistic list of tensors, 10.5M float32 parameters: two transformer-style blocks (attention projections,
-# MLP in/out) plus vectors
-BIG_SHAPES = {
-    **{f"block{b}.attn_qkv.weight": (3072, 1024) for b in range(2)},
-    **{f"block{b}.attn_out.weight": (1024, 1024) for b in range(2)},
-    **{f"block{b}.mlp_in.weight": (1024, 1024) for b in range(2)},
-    **{f"block{b}.mlp_in.bias": (1024,) for b in range(2)},
-    **{f"block{b}.norm.weight": (1024,) for b in range(2)},
-}
+# an MLP with realistic layer shapes and 12.1M float32 parameters: two (W, V) pairs for PathProx
+BIG_SIZES = (1024, 4096, 1536, 1024, 10)
 
 
 def has_torch() -> bool:
@@ -75,9 +68,10 @@ def mlp_training_step(sizes=(784, 300, 100, 10), batch=128, quick=False) -> Comp
 
 
 def big_params(dtype=np.float32) -> tuple[dict[str, Any], dict[str, Any]]:
-    rng = np.random.default_rng(0)
-    params = {k: (0.02 * rng.standard_normal(s)).astype(dtype) for k, s in BIG_SHAPES.items()}
-    grads = {k: (0.01 * rng.standard_normal(s)).astype(dtype) for k, s in BIG_SHAPES.items()}
+    net = MLP(list(BIG_SIZES))
+    params = {k: np.asarray(v, dtype=dtype) for k, v in net.init(rng=0, dtype="float32").items()}
+    rng = np.random.default_rng(1)
+    grads = {k: (0.01 * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
     return params, grads
 
 
@@ -96,12 +90,24 @@ def optimizer_steps(extra_variants: dict[str, Any] | None = None, quick=False) -
     """One optimizer step on 10.5M float32 parameters; roofline = time / (bytes moved / copy bandwidth).
 
     Bytes each step must move at the least (read + write, 4 bytes each): SGD reads θ, g and writes θ (3 passes);
-    Adam reads θ, g, m, v and writes θ, m, v (7 passes). A copy moves 2 passes.
+    Adam reads θ, g, m, v and writes θ, m, v (7 passes); AdamCPR adds one read of θ for R(θ) and a read and
+    write for θ − λ∇R (10); PathProx adds the norms (one read) and the rescaling (read + write) to SGD (6).
+    A copy moves 2 passes.
     """
+    from refreg.cpr import adam_cpr
+    from refreg.pathprox import pair_groups, pathprox
+
     params, grads = big_params()
     n_params = sum(v.size for v in params.values())
     repeats = 5 if quick else 15
-    optimizers = {"sgd": (refreg.sgd(1e-2), 3), "adam": (refreg.adam(1e-3), 7)}
+    groups = pair_groups(MLP(list(BIG_SIZES)))
+    optimizers = {
+        "sgd": (refreg.sgd(1e-2), 3),
+        "adam": (refreg.adam(1e-3), 7),
+        # dependent kappa below the current norm: the constraint is active and lambda > 0 at every step
+        "adam_cpr": (adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9), 10),
+        "pathprox": (pathprox(1e-2, 1e-4, groups=groups), 6),
+    }
     for key, value in (extra_variants or {}).items():
         optimizers[key] = value
     variants, minimum_passes = {}, {}
@@ -128,11 +134,210 @@ def optimizer_steps(extra_variants: dict[str, Any] | None = None, quick=False) -
     return result
 
 
+def cpr_overhead(sizes=(784, 300, 100, 10), quick=False) -> Comparison:
+    """AdamCPR step over Adam step on the same parameters; pytorch-cpr over torch Adam beside it."""
+    from refreg.cpr import adam_cpr
+
+    if sizes == BIG_SIZES:
+        params, grads = big_params()
+    else:
+        params = MLP(list(sizes)).init(rng=0, dtype="float32")
+        rng = np.random.default_rng(1)
+        grads = {
+            k: (0.01 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in params.items()
+        }
+    variants = {}
+    for key, opt in (
+        ("adam", refreg.adam(1e-3)),
+        ("adam_cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9)),
+    ):
+        holder = {"state": opt.init(params)}
+
+        def step(opt=opt, holder=holder):
+            _, holder["state"] = opt.update(grads, holder["state"], params)
+
+        variants[key] = step
+    if has_torch() and importlib.util.find_spec("pytorch_cpr") is not None:
+        import pytorch_cpr
+        import torch
+
+        def torch_params():
+            tensors = []
+            for k, v in params.items():
+                t = torch.nn.Parameter(torch.from_numpy(v.copy()))
+                t.grad = torch.from_numpy(grads[k].copy())
+                tensors.append((k, t))
+            return tensors
+
+        tadam = torch.optim.Adam([t for _, t in torch_params()], lr=1e-3)
+        tensors = torch_params()
+        tcpr = pytorch_cpr.AdamCPR(
+            [
+                {"params": [t for k, t in tensors if t.ndim >= 2], "regularize": True},
+                {"params": [t for k, t in tensors if t.ndim < 2], "regularize": False},
+            ],
+            lr=1e-3,
+            kappa_init_method="dependent",
+            kappa_init_param=0.9,
+        )
+        variants["torch_adam"] = tadam.step
+        variants["pytorch_cpr"] = tcpr.step
+    n = sum(v.size for v in params.values())
+    result = compare(
+        f"AdamCPR / Adam step, {n / 1e6:.2f}M params",
+        variants,
+        "adam",
+        repeats=10 if quick else 30,
+        target="adam_cpr <= 1.10",
+    )
+    if "torch_adam" in result.medians:
+        result.extra["pytorch_cpr / torch_adam"] = (
+            f"{result.medians['pytorch_cpr'] / result.medians['torch_adam']:.2f}"
+        )
+    return result
+
+
+def pathprox_overhead(quick=False) -> Comparison:
+    """One PathProx update over one plain SGD update on the same MLP 784-300-100-10 (width 300 pairs)."""
+    from refreg.pathprox import pair_groups, pathprox
+
+    net = MLP([784, 300, 100, 10])
+    params = net.init(rng=0, dtype="float32")
+    rng = np.random.default_rng(1)
+    grads = {k: (0.01 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in params.items()}
+    variants = {}
+    for key, opt in (
+        ("sgd", refreg.sgd(0.1)),
+        ("pathprox_sphere", pathprox(0.1, 1e-4, groups=pair_groups(net))),
+        ("pathprox_joint", pathprox(0.1, 1e-4, groups=pair_groups(net), prox="joint")),
+    ):
+        holder = {"state": opt.init(params)}
+
+        def step(opt=opt, holder=holder):
+            _, holder["state"] = opt.update(grads, holder["state"], params)
+
+        variants[key] = step
+    return compare(
+        "PathProx / SGD update, MLP 784-300-100-10",
+        variants,
+        "sgd",
+        repeats=20 if quick else 60,
+        target="<= 1.5",
+    )
+
+
+def spatial_entropy_cost(batch=128, quick=False) -> Comparison:
+    """Value + gradient of the spatial entropy of every weight matrix over one forward + backward pass."""
+    from refreg.sparse import penalty
+
+    net = MLP([784, 300, 100, 10])
+    params = net.init(rng=0, dtype="float32")
+    x, y = _batch(np.random.default_rng(0), batch, net.sizes)
+    variants = {
+        "forward_backward": lambda: net.value_and_grad(params, x, y),
+        "spatial_entropy": lambda: penalty(params, "spatial_entropy", 1e-3),
+        "element_entropy": lambda: penalty(params, "element_entropy", 1e-3),
+        "l1": lambda: penalty(params, "l1", 1e-3),
+    }
+    return compare(
+        f"sparse penalty value+grad / forward+backward, MLP 784-300-100-10, batch {batch}",
+        variants,
+        "forward_backward",
+        repeats=20 if quick else 60,
+        target="spatial_entropy <= 0.10",
+    )
+
+
+def peak_memory(quick=False) -> Comparison:
+    """Peak bytes NumPy allocates during optimizer steps, over the parameters' bytes (tracemalloc).
+
+    State bytes: Adam keeps m and v (2x the parameters); CPR adds a few scalars per tensor.
+    """
+    import tracemalloc
+
+    from refreg.cpr import adam_cpr
+
+    params, grads = big_params()
+    param_bytes = sum(v.nbytes for v in params.values())
+    result = Comparison(
+        "peak memory / parameter bytes (12.1M float32 params)", "adam", {}, {}, {}, 3
+    )
+    for key, opt in (
+        ("adam", refreg.adam(1e-3)),
+        ("adam_cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9)),
+        ("sgd", refreg.sgd(1e-2)),
+    ):
+        state = opt.init(params)
+        p = params
+        tracemalloc.start()
+        for _ in range(3):
+            p, state = opt.update(grads, state, p)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        state_bytes = _array_bytes(state)
+        result.extra[f"{key}: state / params"] = f"{state_bytes / param_bytes:.3f}"
+        result.extra[f"{key}: peak during 3 steps / params"] = f"{peak / param_bytes:.2f}"
+    result.target = "CPR adds O(tensors), not O(params)"
+    return result
+
+
+def _array_bytes(tree: Any) -> int:
+    if isinstance(tree, dict):
+        return sum(_array_bytes(v) for v in tree.values())
+    if isinstance(tree, (tuple, list)):
+        return sum(_array_bytes(v) for v in tree)
+    return int(getattr(tree, "nbytes", 0))
+
+
+def cupy_steps(quick=False) -> Comparison | None:
+    """The optimizer steps on CuPy arrays (device time, synchronized); None (skipped) without a GPU."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device")
+    except Exception as err:
+        import sys
+
+        print(f"cupy benchmarks skipped: {err}", file=sys.stderr)
+        return None
+    from refreg.cpr import adam_cpr
+
+    params, grads = big_params()
+    params = {k: cupy.asarray(v) for k, v in params.items()}
+    grads = {k: cupy.asarray(v) for k, v in grads.items()}
+    variants = {}
+    for key, opt in (
+        ("adam", refreg.adam(1e-3)),
+        ("adam_cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9)),
+        ("sgd", refreg.sgd(1e-2)),
+    ):
+        holder = {"state": opt.init(params)}
+
+        def step(opt=opt, holder=holder):
+            _, holder["state"] = opt.update(grads, holder["state"], params)
+
+        variants[key] = step
+    return compare(
+        "CuPy optimizer step, 12.1M float32 params",
+        variants,
+        "adam",
+        repeats=10 if quick else 30,
+        sync=cupy.cuda.Device().synchronize,
+    )
+
+
 def cases(quick: bool):
-    """(name, thunk) for every benchmark; method benchmarks are added as their modules land."""
+    """(name, thunk) for every benchmark."""
     out = [
         ("mlp_step_128", lambda: mlp_training_step(quick=quick)),
         ("optimizer_steps", lambda: optimizer_steps(quick=quick)),
+        ("cpr_overhead_mlp", lambda: cpr_overhead(quick=quick)),
+        ("cpr_overhead_big", lambda: cpr_overhead(BIG_SIZES, quick=quick)),
+        ("pathprox_overhead", lambda: pathprox_overhead(quick=quick)),
+        ("spatial_entropy_cost", lambda: spatial_entropy_cost(quick=quick)),
+        ("peak_memory", lambda: peak_memory(quick=quick)),
+        ("cupy_steps", lambda: cupy_steps(quick=quick)),
     ]
     if not quick:
         out += [

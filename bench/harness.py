@@ -149,9 +149,9 @@ def markdown_table(comparisons: list[Comparison], info: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for c in comparisons:
-        lines.append(
-            f"| {c.name} | {c.baseline} (baseline) | {_fmt_time(c.medians[c.baseline])} | 1 | | |"
-        )
+        if c.baseline in c.medians:
+            base = _fmt_time(c.medians[c.baseline])
+            lines.append(f"| {c.name} | {c.baseline} (baseline) | {base} | 1 | | |")
         for key, ratio in c.ratios.items():
             lo, hi = c.spread[key]
             lines.append(
