@@ -1,0 +1,35 @@
+"""The benchmark harness's bookkeeping (no timing is asserted: speed is measured in bench/, not in tests)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.harness import compare, machine_info, markdown_table, write_results
+
+
+def test_compare_interleaves_and_reports_ratios(tmp_path):
+    order = []
+    result = compare(
+        "toy",
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+        "a",
+        repeats=3,
+        warmup=1,
+    )
+    assert order == ["a", "a", "b", "b", "a", "b", "a", "b"] or order[2:] == ["a", "b"] * 3
+    assert order[-6:] == ["a", "b"] * 3
+    assert set(result.medians) == {"a", "b"} and set(result.ratios) == {"b"}
+    lo, hi = result.spread["b"]
+    assert 0 < lo <= hi
+    info = machine_info()
+    write_results([result], tmp_path / "r.json", tmp_path / "r.md", info)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["benchmarks"][0]["name"] == "toy"
+    assert "| toy | b |" in markdown_table([result], info)
+
+
+def test_compare_rejects_an_unknown_baseline():
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        compare("toy", {"a": lambda: None}, "z")
