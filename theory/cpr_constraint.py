@@ -135,6 +135,8 @@ def run(config: dict) -> dict:
         )
         for k in weights
     }
+    if config["cpr"].get("kappa_init") in ("uniform", "dependent"):
+        first_set = dict.fromkeys(weights, 0)  # set by init, before the first step
     return {
         "config": config,
         "curves": curves,
