@@ -1,5 +1,8 @@
 """refreg: reference implementations of regularizers beyond weight decay, in NumPy (CuPy on a GPU).
 
+- ``refreg.cpr``: constrained parameter regularization (AdamCPR), matching pytorch-cpr 0.3.1 step for step.
+- ``refreg.sparse``: the scale-invariant spatial-entropy regularizer (a reconstruction), baselines, pruning.
+- ``refreg.pathprox``: the weight-decay / norm-product equivalence, proximal operators and PathProx.
 - ``refreg.nn``: MLP with hand-written forward/backward passes, activations, losses.
 - ``refreg.optim``: SGD, Adam, AdamW as pure ``(init, update)`` pairs; learning-rate schedules.
 - ``refreg.io``: exact ``.npz`` checkpoints of parameters and optimizer state.
@@ -7,10 +10,25 @@
 - ``refreg.training``: the shared minibatch loop.
 """
 
-from refreg import data, io, nn, optim, training
+from refreg import cpr, data, io, nn, optim, pathprox, sparse, training
+from refreg.cpr import adam_cpr
 from refreg.nn import MLP
 from refreg.optim import adam, adamw, sgd
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "adam", "adamw", "data", "io", "nn", "optim", "sgd", "training"]
+__all__ = [
+    "MLP",
+    "adam",
+    "adam_cpr",
+    "adamw",
+    "cpr",
+    "data",
+    "io",
+    "nn",
+    "optim",
+    "pathprox",
+    "sgd",
+    "sparse",
+    "training",
+]
