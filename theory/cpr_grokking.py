@@ -385,10 +385,10 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
             )
         )
     )
-    return {"files": files, "rows": _summary_rows(rows, labels, by_label)}
+    return {"files": files, "rows": _summary_rows(preset, rows, labels, by_label)}
 
 
-def _summary_rows(rows: list[dict], labels: list[str], by_label: dict) -> list[dict]:
+def _summary_rows(preset: dict, rows: list[dict], labels: list[str], by_label: dict) -> list[dict]:
     parts = []
     for lab in labels:
         delays = [row["delay"] for row in by_label[lab]]
@@ -414,7 +414,8 @@ def _summary_rows(rows: list[dict], labels: list[str], by_label: dict) -> list[d
             "figure": NAME,
             "claim": "CPR counteracts grokking (validation rises with training accuracy, not long after)",
             "paper": "qualitative only (arXiv v1 Fig. 1, 1-layer transformer, (a+b) mod 113): AdamCPR val follows train",
-            "measured": "grokking delay, steps from train >= 99% to val >= 95%, mean ± std [per seed]: "
+            "measured": f"p = {preset['p']}, AdamW/Adam lr {preset['lr']:g}, cap {preset['max_steps']} steps; "
+            "grokking delay, steps from train >= 99% to val >= 95%, mean ± std [per seed]: "
             + "; ".join(parts)
             + f". {verdict}.",
         }
