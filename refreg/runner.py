@@ -105,6 +105,7 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
 
 
@@ -275,6 +276,7 @@ def write_summary(outdir: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(dir=outdir, prefix=".summary.md", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write("".join(lines))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, target)
     return target
 

@@ -21,6 +21,9 @@ def atomic_write(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(
+            tmp, 0o644
+        )  # mkstemp creates 0600; published figures and tables are world-readable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
