@@ -75,6 +75,22 @@ def big_params(dtype=np.float32) -> tuple[dict[str, Any], dict[str, Any]]:
     return params, grads
 
 
+def step_thunks(optimizers: dict[str, Any], grads: dict[str, Any], params: dict[str, Any]) -> dict:
+    """One ``update`` per call for each optimizer, always from the same params: the cost of one step.
+
+    Each thunk carries its optimizer's state forward (moments and multipliers evolve as in training).
+    """
+    thunks = {}
+    for key, opt in optimizers.items():
+        holder = {"state": opt.init(params)}
+
+        def step(opt=opt, holder=holder):
+            _, holder["state"] = opt.update(grads, holder["state"], params)
+
+        thunks[key] = step
+    return thunks
+
+
 def copy_time(params: dict[str, Any], repeats: int) -> float:
     """Median time to copy every tensor once (read + write each byte): the memory-bandwidth yardstick."""
     out = {k: np.empty_like(v) for k, v in params.items()}
@@ -110,16 +126,8 @@ def optimizer_steps(extra_variants: dict[str, Any] | None = None, quick=False) -
     }
     for key, value in (extra_variants or {}).items():
         optimizers[key] = value
-    variants, minimum_passes = {}, {}
-    for key, (opt, passes) in optimizers.items():
-        holder = {"state": opt.init(params)}
-
-        def step(opt=opt, holder=holder):
-            # the same params every time: the cost of one step, not a trajectory
-            _, holder["state"] = opt.update(grads, holder["state"], params)
-
-        variants[key] = step
-        minimum_passes[key] = passes
+    variants = step_thunks({k: opt for k, (opt, _) in optimizers.items()}, grads, params)
+    minimum_passes = {k: passes for k, (_, passes) in optimizers.items()}
     result = compare(
         f"optimizer step, {n_params / 1e6:.1f}M float32 params", variants, "adam", repeats=repeats
     )
@@ -146,17 +154,14 @@ def cpr_overhead(sizes=(784, 300, 100, 10), quick=False) -> Comparison:
         grads = {
             k: (0.01 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in params.items()
         }
-    variants = {}
-    for key, opt in (
-        ("adam", refreg.adam(1e-3)),
-        ("adam_cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9)),
-    ):
-        holder = {"state": opt.init(params)}
-
-        def step(opt=opt, holder=holder):
-            _, holder["state"] = opt.update(grads, holder["state"], params)
-
-        variants[key] = step
+    variants = step_thunks(
+        {
+            "adam": refreg.adam(1e-3),
+            "adam_cpr": adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9),
+        },
+        grads,
+        params,
+    )
     if has_torch() and importlib.util.find_spec("pytorch_cpr") is not None:
         import pytorch_cpr
         import torch
@@ -205,18 +210,15 @@ def pathprox_overhead(quick=False) -> Comparison:
     params = net.init(rng=0, dtype="float32")
     rng = np.random.default_rng(1)
     grads = {k: (0.01 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in params.items()}
-    variants = {}
-    for key, opt in (
-        ("sgd", refreg.sgd(0.1)),
-        ("pathprox_sphere", pathprox(0.1, 1e-4, groups=pair_groups(net))),
-        ("pathprox_joint", pathprox(0.1, 1e-4, groups=pair_groups(net), prox="joint")),
-    ):
-        holder = {"state": opt.init(params)}
-
-        def step(opt=opt, holder=holder):
-            _, holder["state"] = opt.update(grads, holder["state"], params)
-
-        variants[key] = step
+    variants = step_thunks(
+        {
+            "sgd": refreg.sgd(0.1),
+            "pathprox_sphere": pathprox(0.1, 1e-4, groups=pair_groups(net)),
+            "pathprox_joint": pathprox(0.1, 1e-4, groups=pair_groups(net), prox="joint"),
+        },
+        grads,
+        params,
+    )
     return compare(
         "PathProx / SGD update, MLP 784-300-100-10",
         variants,
@@ -306,18 +308,15 @@ def cupy_steps(quick=False) -> Comparison | None:
     params, grads = big_params()
     params = {k: cupy.asarray(v) for k, v in params.items()}
     grads = {k: cupy.asarray(v) for k, v in grads.items()}
-    variants = {}
-    for key, opt in (
-        ("adam", refreg.adam(1e-3)),
-        ("adam_cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9)),
-        ("sgd", refreg.sgd(1e-2)),
-    ):
-        holder = {"state": opt.init(params)}
-
-        def step(opt=opt, holder=holder):
-            _, holder["state"] = opt.update(grads, holder["state"], params)
-
-        variants[key] = step
+    variants = step_thunks(
+        {
+            "adam": refreg.adam(1e-3),
+            "adam_cpr": adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9),
+            "sgd": refreg.sgd(1e-2),
+        },
+        grads,
+        params,
+    )
     return compare(
         "CuPy optimizer step, 12.1M float32 params",
         variants,

@@ -234,8 +234,8 @@ class SpatialEntropy(Regularizer):
         value = H_r + H_c
         if not need_grad:
             return value, None
-        # −1/(M S): the chain rule through W/M; M·S may overflow to inf for huge W, giving an exact −0
-        scale = -1.0 / _safe(xp, M * S, nonzero)
+        # −1/(M S): the chain rule through W/M; divided in two steps because M·S can overflow for huge W
+        scale = (-1.0 / _safe(xp, M, nonzero)) / S_safe
         grads = []
         for W, lr, lc in zip(Ws, log_r, log_c, strict=True):
             g = ((lr + H_r) * scale)[:, None] + ((lc + H_c) * scale)[None, :]
@@ -281,7 +281,7 @@ class ElementEntropy(Regularizer):
         value = H
         if not need_grad:
             return value, None
-        scale = -1.0 / _safe(xp, M * S, nonzero)
+        scale = (-1.0 / _safe(xp, M, nonzero)) / S_safe  # two divisions: M·S can overflow
         grads = [xp.sign(W) * ((log_p + H) * scale) for W, log_p in zip(Ws, log_ps, strict=True)]
         return value, grads
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import json
-
-import matplotlib
-
-matplotlib.use("Agg")
+from figure_checks import run_tiny
 
 from theory import pathprox_convergence as figure
 
@@ -25,28 +20,9 @@ def check(data):
 
 
 def test_tiny_preset_writes_figure_and_data(tmp_path):
-    out = figure.main(tmp_path, preset="tiny")
-    for suffix in ("png", "svg", "csv", "json"):
-        path = tmp_path / f"{figure.NAME}.{suffix}"
-        assert path.is_file() and path.stat().st_size > 0, path
-    with open(tmp_path / f"{figure.NAME}.csv") as f:
-        header = next(csv.reader(f))
-    assert set(COLUMNS) <= set(header), header
-    data = json.loads((tmp_path / f"{figure.NAME}.json").read_text())
+    _, data = run_tiny(figure, tmp_path, COLUMNS)
     assert data["preset"] == figure.PRESETS["tiny"]
-    assert out["rows"] and all(
-        set(r) == {"figure", "claim", "paper", "measured"} for r in out["rows"]
-    )
     check(data)
-
-
-def test_protocol_constants():
-    assert figure.NAME == "pathprox_convergence"
-    assert set(figure.PRESETS) == {"tiny", "quick", "full"}
-    assert figure.DESCRIPTION and figure.QUICK_SECONDS > 0
-    configs = figure.configs(figure.PRESETS["tiny"], None)
-    assert configs and all("seed" in c for c in configs)
-    json.dumps(configs)
 
 
 def test_factorized_layout_gradients_and_rescaling():
