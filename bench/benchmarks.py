@@ -29,7 +29,28 @@ def _batch(rng, n, sizes):
 
 
 def mlp_training_step(sizes=(784, 300, 100, 10), batch=128, quick=False) -> Comparison:
-    """Forward + backward + AdamW on an MLP: refreg (NumPy) beside PyTorch CPU."""
+    """Forward + backward + AdamW on an MLP: refreg (NumPy) beside PyTorch CPU, one thread each.
+
+    One thread each: the same resources for both, and no interference between OpenBLAS's and PyTorch's
+    spinning thread pools when the two alternate on a 2-core machine (with 2 threads each, per-round ratios
+    spread from 0.1 to 2.8).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        if not has_torch():
+            return _mlp_training_step(sizes, batch, quick)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return _mlp_training_step(sizes, batch, quick)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _mlp_training_step(sizes, batch, quick) -> Comparison:
     rng = np.random.default_rng(0)
     net = MLP(list(sizes))
     params = net.init(rng=0, dtype="float32")
@@ -62,7 +83,7 @@ def mlp_training_step(sizes=(784, 300, 100, 10), batch=128, quick=False) -> Comp
 
         variants = {"torch-cpu": torch_step, "refreg-numpy": refreg_step}
         baseline = "torch-cpu"
-    name = f"MLP step {'-'.join(map(str, sizes))}, batch {batch}"
+    name = f"MLP step {'-'.join(map(str, sizes))}, batch {batch}, 1 thread"
     target = "refreg/torch <= 1.0" if batch == 128 and sizes == (784, 300, 100, 10) else ""
     return compare(name, variants, baseline, repeats=10 if quick else 30, target=target)
 
