@@ -186,3 +186,26 @@ def test_cli_unreachable_scheduler(capsys):
     pytest.importorskip("distributed", reason="the dask extra is not installed")
     assert cli.main(["figures", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"]) == 2
     assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+
+
+def test_cli_runs_every_real_figure_in_a_process_pool_then_from_cache(tmp_path, capsys):
+    from theory import FIGURES
+
+    out = tmp_path / "figs"
+    argv = ["figures", "--preset", "tiny", "--out", str(out), "--no-progress"]
+    assert (
+        cli.main([*argv, "--workers", "2"]) == 0
+    )  # the default local process pool (spawned workers)
+    first = capsys.readouterr().out
+    summary = (out / "summary.md").read_text()
+    for name in FIGURES:
+        assert f"| {name} |" in summary, name
+        assert (out / f"{name}.png").is_file() and (out / f"{name}.svg").is_file()
+        assert f"{name}: " in first and "(0 cached" in first
+    assert cli.main([*argv, "--workers", "1"]) == 0
+    second = capsys.readouterr().out
+    for name in FIGURES:
+        runs = next(line for line in second.splitlines() if line.startswith(f"{name}: "))
+        n = runs.split(" runs (")[0].split(": ")[1]
+        assert f"({n} cached" in runs, runs  # nothing recomputed
+    assert (out / "summary.md").read_text() == summary
