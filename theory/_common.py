@@ -33,10 +33,13 @@ def atomic_write(path: Path, write) -> Path:
 
 def save_figure(fig: Any, outdir: str | os.PathLike, name: str) -> list[Path]:
     """Save a matplotlib figure as ``name.png`` (150 dpi) and ``name.svg``; close it."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
+    # a fixed salt for the SVG element ids: identical numbers give byte-identical files on every re-run
+    matplotlib.rcParams["svg.hashsalt"] = "refreg"
     outdir = Path(outdir)
-    # svg.hashsalt and a fixed date keep re-generated files byte-stable for identical numbers
+    # no date or software version in the files, for the same reason
     paths = [
         atomic_write(
             outdir / f"{name}.png",
