@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import csv
-import json
+
+from figure_checks import run_tiny
 
 from theory import sparse_tradeoff
 
 
 def test_tiny_preset_writes_figure_and_tables(tmp_path):
-    out = sparse_tradeoff.main(tmp_path, preset="tiny")
-    for suffix in (".png", ".svg", ".csv", ".json", "_ratios.csv"):
-        assert (tmp_path / f"sparse_tradeoff{suffix}").stat().st_size > 0
+    columns = ("optimizer", "method", "scope", "alpha", "stage", "kind", "threshold", "nnz", "acc")
+    out, summary = run_tiny(sparse_tradeoff, tmp_path, columns)
+    assert (tmp_path / "sparse_tradeoff_ratios.csv").stat().st_size > 0
     with open(tmp_path / "sparse_tradeoff.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {
-        "optimizer",
-        "method",
-        "scope",
-        "alpha",
-        "stage",
-        "kind",
-        "threshold",
-        "nnz",
-        "acc",
-    } <= set(rows[0])
     assert {r["method"] for r in rows} == {"dense", "spatial_entropy", "l1"}
     assert {r["stage"] for r in rows} == {"trained", "curve", "finetuned"}
     with open(tmp_path / "sparse_tradeoff_ratios.csv") as f:
@@ -36,7 +26,6 @@ def test_tiny_preset_writes_figure_and_tables(tmp_path):
         "baseline_nnz",
         "ratio_baseline_over_entropy",
     } <= set(ratios[0])
-    summary = json.loads((tmp_path / "sparse_tradeoff.json").read_text())
     assert 0.0 < summary["dense"]["adam"]["acc"] <= 1.0
     assert out["rows"] and {"figure", "claim", "paper", "measured"} <= set(out["rows"][0])
     assert all(str(p).startswith(str(tmp_path)) for p in out["files"])
