@@ -27,7 +27,7 @@ def _list(args: argparse.Namespace) -> int:
     from refreg.runner import iter_figure_descriptions
 
     for name, description, seconds in iter_figure_descriptions():
-        print(f"{name:<22} ~{seconds:4.0f} s (quick, 1 core)  {description}")
+        print(f"{name:<22} ~{seconds:4.0f} core-s (quick)  {description}")
     return 0
 
 

@@ -2,8 +2,8 @@
 
 Every module ``theory/<name>.py`` is a pure script over refreg's public API and defines
 
-- ``NAME`` (str), ``DESCRIPTION`` (one line: what the figure shows), ``QUICK_SECONDS`` (rough wall time of the
-  quick preset on 2 cores);
+- ``NAME`` (str), ``DESCRIPTION`` (one line: what the figure shows), ``QUICK_SECONDS`` (compute time of the quick
+  preset's runs, in core-seconds: on 2 cores the wall time is about half);
 - ``PRESETS``: ``{"tiny": {...}, "quick": {...}, "full": {...}}``, JSON-able dicts (``tiny`` is for tests, seconds;
   ``quick`` is the default, embedded data only; ``full`` the papers' scale, which may read ``preset["mnist"]``);
 - ``configs(preset, seeds) -> list[dict]``: one JSON-able config per independent run (seeds x hyperparameters x

@@ -35,7 +35,7 @@ DESCRIPTION = (
     "Grokking on (a+b) mod 59 with a one-hot MLP: accuracy curves and grokking delay of AdamW vs AdamCPR "
     "(dependent, warm start, inflection point) and delay as a function of the CPR bound kappa"
 )
-QUICK_SECONDS = 220  # 21 runs, about 440 core-seconds (2 cores)
+QUICK_SECONDS = 400  # core-seconds of the quick preset (21 runs), measured
 
 # ‖W_j‖ at the first step with validation >= 95% under AdamW (p = 59, width 128, init 12x), mean of seeds 0-2,
 # measured with this script's "adamw" runs; the κ sweep is expressed relative to these norms. They depend on lr:
