@@ -189,3 +189,25 @@ def test_schedule_output_is_checked():
         opt.update(grads, opt.init(params), params)
     with pytest.raises(ValueError, match="warmup_steps must be < total_steps"):
         optim.cosine(0.1, total_steps=10, warmup_steps=10)
+
+
+@pytest.mark.parametrize("name", sorted(REFREG_OPTIMIZERS))
+def test_block_wise_steps_equal_whole_array_steps_bitwise(name, monkeypatch):
+    from refreg import _backend
+
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal((50, 61)), "b": rng.standard_normal(7)}
+    grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(3)]
+    results = []
+    for block in (64, 10**9):
+        monkeypatch.setattr(_backend, "CACHE_BLOCK", block)
+        opt = REFREG_OPTIMIZERS[name]()
+        p, state = params, opt.init(params)
+        for g in grads:
+            p, state = opt.update(g, state, p)
+        results.append((p, state))
+    for key in params:
+        np.testing.assert_array_equal(results[0][0][key], results[1][0][key])
+    for field in results[0][1]._fields[1:]:
+        for key, value in getattr(results[0][1], field).items():
+            np.testing.assert_array_equal(value, getattr(results[1][1], field)[key])

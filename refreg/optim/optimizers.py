@@ -115,22 +115,18 @@ class SGD:
     def update(
         self, grads: Mapping[str, Any], state: SGDState, params: Mapping[str, Any]
     ) -> tuple[Params, SGDState]:
-        _check_params_and_grads(grads, params)
+        xp = _check_params_and_grads(grads, params)
         check_state_matches(state, params if self.momentum else {}, SGDState, "momentum_buffer")
         lr = current_lr(self.lr, state.step)
+        kernel = partial(_sgd_kernel, xp, self, lr, state.step == 0)
         new_params, new_buffers = {}, {}
         for key, p in params.items():
-            d = grads[key]
-            if self.weight_decay:
-                d = d + self.weight_decay * p
             if self.momentum:
-                if state.step == 0:
-                    buf = d  # torch: the first buffer is a copy of d, undamped
-                else:
-                    buf = self.momentum * state.momentum_buffer[key] + (1.0 - self.dampening) * d
-                new_buffers[key] = buf
-                d = d + self.momentum * buf if self.nesterov else buf
-            new_params[key] = p - lr * d
+                new_params[key], new_buffers[key] = elementwise(
+                    kernel, p, grads[key], state.momentum_buffer[key], n_out=2
+                )
+            else:
+                new_params[key] = elementwise(kernel, p, grads[key])
         return new_params, SGDState(step=state.step + 1, momentum_buffer=new_buffers)
 
 
@@ -192,26 +188,47 @@ class Adam:
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
         w = 1.0 - beta1
         new_params, new_m, new_v = {}, {}, {}
+        decoupled = self.decoupled_weight_decay and self.weight_decay
+        kernel = partial(
+            _adam_kernel,
+            xp,
+            (1.0 - lr * self.weight_decay) if decoupled else None,
+            0.0 if decoupled else self.weight_decay,
+            w,
+            beta2,
+            bias_correction2_sqrt,
+            self.eps,
+            step_size,
+        )
         for key, p in params.items():
-            g = grads[key]
-            if self.weight_decay:
-                if self.decoupled_weight_decay:
-                    p = p * (1.0 - lr * self.weight_decay)
-                else:
-                    g = g + self.weight_decay * p
             new_params[key], new_m[key], new_v[key] = elementwise(
-                partial(_adam_kernel, xp, w, beta2, bias_correction2_sqrt, self.eps, step_size),
-                p,
-                g,
-                state.exp_avg[key],
-                state.exp_avg_sq[key],
-                n_out=3,
+                kernel, p, grads[key], state.exp_avg[key], state.exp_avg_sq[key], n_out=3
             )
         return new_params, AdamState(step=t, exp_avg=new_m, exp_avg_sq=new_v)
 
 
-def _adam_kernel(xp, w, beta2, bias_correction2_sqrt, eps, step_size, p, g, m, v):
-    """One Adam step on matching blocks of theta, g, m, v (PyTorch's single-tensor kernel, op for op)."""
+def _sgd_kernel(xp, opt, lr, first, p, g, buf=None):
+    """One SGD step on matching blocks of theta, g (and the momentum buffer), torch's order of operations."""
+    d = g + opt.weight_decay * p if opt.weight_decay else g
+    if not opt.momentum:
+        return p - lr * d
+    if first:
+        buf = xp.asarray(d, copy=True)  # torch: the first buffer is a copy of d, undamped
+    else:
+        buf = opt.momentum * buf + (1.0 - opt.dampening) * d
+    d = d + opt.momentum * buf if opt.nesterov else buf
+    return p - lr * d, buf
+
+
+def _adam_kernel(xp, decay, l2, w, beta2, bias_correction2_sqrt, eps, step_size, p, g, m, v):
+    """One Adam step on matching blocks of theta, g, m, v (PyTorch's single-tensor kernel, op for op).
+
+    ``decay``: AdamW's ``1 - lr·wd`` applied to theta first (or None); ``l2``: Adam's ``g + wd·theta`` (or 0).
+    """
+    if decay is not None:
+        p = p * decay
+    if l2:
+        g = g + l2 * p
     # torch's lerp: start + w (end - start) for w < 0.5, else end - (end - start)(1 - w)
     m = m + w * (g - m) if w < 0.5 else g - (g - m) * (1.0 - w)
     v = beta2 * v + (1.0 - beta2) * g * g
