@@ -27,13 +27,14 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+NO_CUPY = "CuPy is not installed (pip install 'refreg[gpu]' on a machine with a CUDA GPU)"
+
+
 def _cupy_or_skip():
     try:
         import cupy
     except ImportError:
-        pytest.skip(
-            "CuPy is not installed (pip install 'refreg[gpu]' on a machine with a CUDA GPU)"
-        )
+        pytest.skip(NO_CUPY)  # the gpu extra is not installed
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             pytest.skip("CuPy is installed but no CUDA device is present")
