@@ -10,7 +10,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "run_sequential", "save_figure", "write_csv", "write_json"]
+__all__ = [
+    "atomic_write",
+    "run_sequential",
+    "save_figure",
+    "write_csv",
+    "write_json",
+    "write_outputs",
+]
 
 
 def atomic_write(path: Path, write) -> Path:
@@ -76,6 +83,25 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
             f.write("\n")
 
     return atomic_write(Path(path), write)
+
+
+def write_outputs(
+    fig: Any,
+    outdir: str | os.PathLike,
+    name: str,
+    table: Iterable[Mapping[str, Any]],
+    data: Any,
+    extra_tables: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+) -> list[str]:
+    """The files every figure writes: ``name.png``/``.svg``, ``name.csv`` (``table``), optional
+    ``name_<suffix>.csv`` tables, and ``name.json`` (``data``); returns their paths as strings."""
+    outdir = Path(outdir)
+    paths = save_figure(fig, outdir, name)
+    paths.append(write_csv(table, outdir / f"{name}.csv"))
+    for suffix, rows in (extra_tables or {}).items():
+        paths.append(write_csv(rows, outdir / f"{name}_{suffix}.csv"))
+    paths.append(write_json(data, outdir / f"{name}.json"))
+    return [str(p) for p in paths]
 
 
 def run_sequential(

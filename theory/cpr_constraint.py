@@ -22,7 +22,7 @@ from refreg import MLP, data
 from refreg.cpr import KAPPA_UNSET, adam_cpr
 from refreg.nn import accuracy, softmax_cross_entropy
 from refreg.optim import adam
-from theory._common import run_sequential, save_figure, write_csv, write_json
+from theory._common import run_sequential, write_outputs
 
 NAME = "cpr_constraint"
 DESCRIPTION = (
@@ -207,26 +207,11 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
             row[f"max_rel_violation/{k}"] = r["max_relative_violation"][k]
         row["cpu_seconds"] = r["seconds"]
         rows.append(row)
-    files = [str(f) for f in save_figure(fig, outdir, NAME)]
-    files.append(str(write_csv(rows, outdir / f"{NAME}.csv")))
-    files.append(
-        str(
-            write_json(
-                {
-                    "runs": rows,
-                    "curves": [
-                        {
-                            "method": r["config"]["method"],
-                            "seed": r["config"]["seed"],
-                            **r["curves"],
-                        }
-                        for r in results
-                    ],
-                },
-                outdir / f"{NAME}.json",
-            )
-        )
-    )
+    curves = [
+        {"method": r["config"]["method"], "seed": r["config"]["seed"], **r["curves"]}
+        for r in results
+    ]
+    files = write_outputs(fig, outdir, NAME, rows, {"runs": rows, "curves": curves})
     return {"files": files, "rows": _summary_rows(rows, methods, weights)}
 
 

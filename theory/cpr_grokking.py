@@ -28,7 +28,7 @@ from refreg import MLP, data
 from refreg.cpr import adam_cpr
 from refreg.nn import accuracy, softmax_cross_entropy
 from refreg.optim import adam
-from theory._common import run_sequential, save_figure, write_csv, write_json
+from theory._common import run_sequential, write_outputs
 
 NAME = "cpr_grokking"
 DESCRIPTION = (
@@ -369,22 +369,10 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         fontsize=10,
     )
     fig.tight_layout()
-    files = [str(f) for f in save_figure(fig, outdir, NAME)]
-    files.append(str(write_csv(rows, outdir / f"{NAME}.csv")))
-    files.append(
-        str(
-            write_json(
-                {
-                    "runs": rows,
-                    "curves": [
-                        {"label": _label(r["config"]), "seed": r["config"]["seed"], **r["curves"]}
-                        for r in results
-                    ],
-                },
-                outdir / f"{NAME}.json",
-            )
-        )
-    )
+    curves = [
+        {"label": _label(r["config"]), "seed": r["config"]["seed"], **r["curves"]} for r in results
+    ]
+    files = write_outputs(fig, outdir, NAME, rows, {"runs": rows, "curves": curves})
     return {"files": files, "rows": _summary_rows(preset, rows, labels, by_label)}
 
 

@@ -32,7 +32,7 @@ from refreg.pathprox import (
     unit_norms,
     weight_decay_penalty,
 )
-from theory._common import run_sequential, save_figure, write_csv, write_json
+from theory._common import run_sequential, write_outputs
 
 NAME = "equivalence"
 DESCRIPTION = (
@@ -285,16 +285,13 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         break
     axes[2].legend(fontsize=8)
     fig.tight_layout()
-    files = save_figure(fig, outdir, NAME)
-    files.append(write_csv(points, outdir / f"{NAME}.csv"))
     training = [
         {k: r[k] for k in ("iteration", "mean_abs_diff", "max_abs_diff", "mean_abs_delta", "loss")}
         for r in results
         if r["config"]["part"] == "training"
     ]
-    files.append(
-        write_json({"preset": preset, "measures": m, "training": training}, outdir / f"{NAME}.json")
-    )
+    data = {"preset": preset, "measures": m, "training": training}
+    files = write_outputs(fig, outdir, NAME, points, data)
     rows = [
         {
             "figure": NAME,

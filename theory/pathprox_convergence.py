@@ -41,7 +41,7 @@ from refreg.pathprox import (
     sgd_weight_decay,
     weight_decay_objective,
 )
-from theory._common import run_sequential, save_figure, write_csv, write_json
+from theory._common import run_sequential, write_outputs
 
 NAME = "pathprox_convergence"
 DESCRIPTION = (
@@ -307,7 +307,6 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
             fontsize=7,
         )
     fig.tight_layout(rect=(0, 0.02, 1, 1))
-    files = save_figure(fig, outdir, NAME)
     curves = [
         {
             "dataset": r["config"]["dataset"],
@@ -329,9 +328,8 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
             strict=True,
         )
     ]
-    files.append(write_csv(curves, outdir / f"{NAME}.csv"))
     summary = _summaries(results)
-    files.append(write_json({"preset": preset, "summary": summary}, outdir / f"{NAME}.json"))
+    files = write_outputs(fig, outdir, NAME, curves, {"preset": preset, "summary": summary})
     rows = []
     for dataset in datasets:
         s = [x for x in summary if x["dataset"] == dataset]

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from refreg.pathprox import group_soft_threshold, prox_norm_product
-from theory._common import run_sequential, save_figure, write_csv, write_json
+from theory._common import run_sequential, write_outputs
 
 NAME = "prox_geometry"
 DESCRIPTION = (
@@ -251,7 +251,6 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    files = save_figure(fig, outdir, NAME)
     table = [
         {
             "tau": r["config"]["tau"],
@@ -269,19 +268,14 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         for r in results
         if r["config"]["part"] == "joint"
     ]
-    files.append(write_csv(table, outdir / f"{NAME}.csv"))
     soft_measures = {
         k: r[k]
         for r in results
         if r["config"]["part"] == "soft"
         for k in ("max_moreau_error", "max_expansion", "n_cases")
     }
-    files.append(
-        write_json(
-            {"preset": preset, "joint": table, "soft_threshold": soft_measures},
-            outdir / f"{NAME}.json",
-        )
-    )
+    data = {"preset": preset, "joint": table, "soft_threshold": soft_measures}
+    files = write_outputs(fig, outdir, NAME, table, data)
     n_cases = sum(t["n_cases"] for t in table)
     rows = [
         {

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from refreg import MLP, adam, data, sgd, sparse, training
-from theory._common import run_sequential, save_figure, write_csv, write_json
+from theory._common import run_sequential, write_outputs
 
 NAME = "sparse_tradeoff"
 DESCRIPTION = (
@@ -465,17 +465,8 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         f"{NAME}: {data_name}, {len({c['seed'] for c, _ in pairs})} seeds (means)", fontsize=10
     )
     fig.tight_layout()
-    files = [str(p) for p in save_figure(fig, outdir, NAME)]
-    files.append(str(write_csv(rows, outdir / f"{NAME}.csv")))
-    files.append(str(write_csv(ratios, outdir / f"{NAME}_ratios.csv")))
-    files.append(
-        str(
-            write_json(
-                {"dense": dense, "ratios": ratios, "seconds": sum(r["seconds"] for _, r in pairs)},
-                outdir / f"{NAME}.json",
-            )
-        )
-    )
+    data = {"dense": dense, "ratios": ratios, "seconds": sum(r["seconds"] for _, r in pairs)}
+    files = write_outputs(fig, outdir, NAME, rows, data, extra_tables={"ratios": ratios})
     return {"files": files, "rows": _summary_rows(preset, ratios, dense)}
 
 

@@ -63,6 +63,18 @@ def named(model):
     return out
 
 
+def scheduled_lrs(make_scheduler, base_lr: float = 0.3, steps: int = 30) -> np.ndarray:
+    """The learning rate torch uses at each of ``steps`` updates under ``make_scheduler(optimizer)``."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+    sched = make_scheduler(opt)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(lrs)
+
+
 def main() -> None:
     torch.set_default_dtype(torch.float64)
     weights, xs, ys = initial_state()
@@ -95,22 +107,12 @@ def main() -> None:
             for k, v in named(model).items():
                 record[f"{name}/{t}/{k}"] = v
     # schedules alone: lr used by update t (0-based), 30 updates
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30, eta_min=0.01)
-    lrs = []
-    for _ in range(30):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    record["schedule/cosine"] = np.array(lrs)
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / 7))
-    lrs = []
-    for _ in range(30):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    record["schedule/linear_warmup"] = np.array(lrs)
+    record["schedule/cosine"] = scheduled_lrs(
+        lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30, eta_min=0.01)
+    )
+    record["schedule/linear_warmup"] = scheduled_lrs(
+        lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / 7))
+    )
     record["torch_version"] = np.array(torch.__version__)
     np.savez_compressed(HERE / "optim_golden.npz", **record)
     print(
