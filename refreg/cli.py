@@ -101,6 +101,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``refreg`` command (subcommands figures, list, demo)."""
     parser = argparse.ArgumentParser(
         prog="refreg", description="refreg: theory figures and result tables"
     )
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point; bad input prints ``refreg: error: ...`` and returns 2 (no traceback)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

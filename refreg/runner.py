@@ -46,6 +46,7 @@ class InlineExecutor(Executor):
 
 
 def available_figures() -> tuple[str, ...]:
+    """Names of the figure scripts in ``theory/``, in the order of ``summary.md``."""
     from theory import FIGURES
 
     return FIGURES
@@ -291,6 +292,7 @@ def local_executor(workers: int) -> Executor:
 
 
 def iter_figure_descriptions() -> Iterable[tuple[str, str, float]]:
+    """``(name, description, quick core-seconds)`` of every figure, for ``refreg list``."""
     for name in available_figures():
         module = figure_module(name)
         yield name, module.DESCRIPTION, float(module.QUICK_SECONDS)

@@ -121,12 +121,15 @@ class MLP:
 
     @property
     def n_layers(self) -> int:
+        """Number of linear layers, ``len(sizes) - 1``."""
         return len(self.sizes) - 1
 
     def weight_name(self, i: int) -> str:
+        """Key of layer ``i``'s weight, ``"layers.{i}.weight"`` (PyTorch's naming)."""
         return f"layers.{i}.weight"
 
     def bias_name(self, i: int) -> str:
+        """Key of layer ``i``'s bias, ``"layers.{i}.bias"``."""
         return f"layers.{i}.bias"
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:

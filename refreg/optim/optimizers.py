@@ -40,11 +40,15 @@ Params = dict[str, Any]
 class Optimizer(Protocol):
     """What every refreg optimizer (and wrapper such as CPR) provides."""
 
-    def init(self, params: Mapping[str, Any]) -> Any: ...
+    def init(self, params: Mapping[str, Any]) -> Any:
+        """The state before the first update (step 0, zero buffers)."""
+        ...
 
     def update(
         self, grads: Mapping[str, Any], state: Any, params: Mapping[str, Any]
-    ) -> tuple[Params, Any]: ...
+    ) -> tuple[Params, Any]:
+        """One step: new parameters and new state; the arguments are not modified."""
+        ...
 
 
 def check_state_matches(
@@ -108,6 +112,7 @@ class SGD:
             )
 
     def init(self, params: Mapping[str, Any]) -> SGDState:
+        """Step 0; a zero momentum buffer per parameter when ``momentum > 0``."""
         xp = namespace_of_params(params)
         buffers = {k: xp.zeros_like(p) for k, p in params.items()} if self.momentum else {}
         return SGDState(step=0, momentum_buffer=buffers)
@@ -115,6 +120,7 @@ class SGD:
     def update(
         self, grads: Mapping[str, Any], state: SGDState, params: Mapping[str, Any]
     ) -> tuple[Params, SGDState]:
+        """One SGD step (see the class docstring); raises before computing on bad input."""
         xp = _check_params_and_grads(grads, params)
         check_state_matches(state, params if self.momentum else {}, SGDState, "momentum_buffer")
         lr = current_lr(self.lr, state.step)
@@ -169,6 +175,7 @@ class Adam:
         object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
 
     def init(self, params: Mapping[str, Any]) -> AdamState:
+        """Step 0 and zero moments m, v per parameter."""
         xp = namespace_of_params(params)
         return AdamState(
             step=0,
@@ -179,6 +186,7 @@ class Adam:
     def update(
         self, grads: Mapping[str, Any], state: AdamState, params: Mapping[str, Any]
     ) -> tuple[Params, AdamState]:
+        """One Adam/AdamW step (see the class docstring); raises before computing on bad input."""
         xp = _check_params_and_grads(grads, params)
         check_state_matches(state, params, AdamState, "exp_avg", "exp_avg_sq")
         lr = current_lr(self.lr, state.step)
