@@ -1,18 +1,27 @@
-"""Save and load parameters and optimizer state to one ``.npz`` file, exactly and without pickle.
+"""Save and load parameters and optimizer state to one ``.npz`` file, exactly, without pickle or imports.
 
-The state is a tree of ``NamedTuple``s, dicts, lists/tuples, Python scalars (int, float, bool, str, None) and
-arrays. Arrays go into the archive bit for bit; the tree's shape and the scalars go into one JSON string
-(``__tree__``), floats written with ``repr`` so they read back to the same bits. ``NamedTuple`` classes are
-restored by their import path, and only from the ``refreg`` package (loading never imports foreign code).
-A run resumed from ``load(save(...))`` is bitwise identical to one that never stopped.
+The state is a tree of registered ``NamedTuple``s, dicts with str keys, lists/tuples, Python scalars (int,
+float, bool, str, None), NumPy scalars and arrays. Arrays and NumPy scalars go into the archive bit for bit
+(as ``.npy`` members); the tree's shape and the Python scalars go into one JSON string (``__tree__``), floats
+written with ``repr`` so they read back to the same bits. A run resumed from ``load(save(...))`` is bitwise
+identical to one that never stopped.
+
+Loading is safe on a file from anyone. A ``NamedTuple`` is stored under the stable name its class registered
+with :func:`register_state`; decoding looks that name up in the registry and checks the field names exactly.
+It never imports a module or follows an attribute, so a checkpoint can name nothing but a registered state
+class. Every node, member and size is checked; anything unexpected (an unknown name or field, a member the
+tree does not reference or references twice, an object array, too many members, an oversized tree) raises
+``ValueError`` before any object is built.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
+import re
 import tempfile
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,67 +29,209 @@ import numpy as np
 
 from refreg._backend import is_array, to_numpy
 
-__all__ = ["load", "save"]
+__all__ = ["MAX_MEMBERS", "MAX_TREE_BYTES", "load", "register_state", "registered_states", "save"]
 
 _TREE_KEY = "__tree__"
-_FORMAT = "refreg-checkpoint-1"
+_FORMAT = "refreg-checkpoint-2"
+MAX_MEMBERS = 100_000
+"""Most arrays a checkpoint may hold (a bound against archive bombs; a large net has a few hundred)."""
+MAX_TREE_BYTES = 64 * 2**20
+"""Largest ``__tree__`` member accepted, in bytes of its ``.npy`` (UTF-32: 4 bytes per JSON character)."""
+_MAX_DEPTH = 64
+_ARRAY_KINDS = "biufc"  # bool, int, uint, float, complex: stored as raw bits, never as objects
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+_REGISTRY: dict[str, type] = {}
+_NAME_OF: dict[type, str] = {}
 
 
-def _encode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+def register_state(name: str) -> Callable[[type], type]:
+    """Class decorator: allow the ``NamedTuple`` class in checkpoints under the stable ``name``.
+
+    ``name`` is a plain identifier (letters, digits, underscores; no dots, no leading underscore), unique
+    across refreg, and must never change once checkpoints exist: it is what the file stores, not the import
+    path, so modules can move without breaking old checkpoints.
+
+    >>> from typing import NamedTuple
+    >>> @register_state("DocExampleState")
+    ... class DocExampleState(NamedTuple):
+    ...     step: int
+    """
+    if not isinstance(name, str) or not _NAME.match(name) or "__" in name:
+        raise ValueError(
+            f"name must be an identifier (letters, digits, single underscores), got {name!r}"
+        )
+
+    def decorate(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")):
+            raise TypeError(f"register_state expects a NamedTuple class, got {cls!r}")
+        if _REGISTRY.get(name, cls) is not cls:
+            raise ValueError(f"state name {name!r} is already registered for {_REGISTRY[name]!r}")
+        if _NAME_OF.get(cls, name) != name:
+            raise ValueError(f"{cls.__qualname__} is already registered as {_NAME_OF[cls]!r}")
+        _REGISTRY[name] = cls
+        _NAME_OF[cls] = name
+        return cls
+
+    return decorate
+
+
+def registered_states() -> dict[str, type]:
+    """A copy of the registry: stable name -> state class."""
+    return dict(_REGISTRY)
+
+
+# ------------------------------------------------------------------------------------------------- encoding
+def _encode(obj: Any, arrays: dict[str, np.ndarray], depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"state is nested deeper than {_MAX_DEPTH} levels")
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         cls = type(obj)
-        if not cls.__module__.startswith("refreg"):
+        if cls not in _NAME_OF:
             raise TypeError(
-                f"state holds a NamedTuple from outside refreg: {cls.__module__}.{cls.__qualname__}"
+                f"state holds a NamedTuple that is not registered for checkpoints: "
+                f"{cls.__module__}.{cls.__qualname__} (decorate it with refreg.io.register_state)"
             )
         return {
-            "namedtuple": f"{cls.__module__}:{cls.__qualname__}",
-            "fields": {f: _encode(getattr(obj, f), arrays) for f in obj._fields},
+            "namedtuple": _NAME_OF[cls],
+            "fields": {f: _encode(getattr(obj, f), arrays, depth + 1) for f in obj._fields},
         }
     if isinstance(obj, dict):
-        if not all(isinstance(k, str) for k in obj):
-            raise TypeError(
-                f"state dicts must have str keys, got {[k for k in obj if not isinstance(k, str)]}"
-            )
-        return {"dict": [[k, _encode(v, arrays)] for k, v in obj.items()]}
-    if isinstance(obj, (list, tuple)):
-        return {"tuple" if isinstance(obj, tuple) else "list": [_encode(v, arrays) for v in obj]}
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return {"value": obj}
-    if isinstance(obj, float):
-        return {"float": repr(obj)}
+        bad = [k for k in obj if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"state dicts must have str keys, got {bad!r:.80}")
+        return {"dict": [[k, _encode(v, arrays, depth + 1)] for k, v in obj.items()]}
+    if type(obj) in (list, tuple):
+        kind = "tuple" if isinstance(obj, tuple) else "list"
+        return {kind: [_encode(v, arrays, depth + 1) for v in obj]}
+    # NumPy scalars first: np.float64 is a subclass of float, np.bool_ of nothing Python knows
     if isinstance(obj, np.generic) or is_array(obj):
+        a = np.asarray(to_numpy(obj))
+        if a.dtype.kind not in _ARRAY_KINDS:
+            raise TypeError(
+                f"cannot save an array of dtype {a.dtype} (only bool, int, uint, float, complex)"
+            )
         key = f"a{len(arrays)}"
-        arrays[key] = np.asarray(to_numpy(obj))
-        return {"array": key, "numpy_scalar": isinstance(obj, np.generic)}
+        arrays[key] = a
+        return {"numpy_scalar" if isinstance(obj, np.generic) else "array": key}
+    if obj is None or type(obj) in (bool, int, str):
+        return {"value": obj}
+    if type(obj) is float:
+        return {"float": repr(obj)}
     raise TypeError(f"cannot save an object of type {type(obj).__name__} in a checkpoint")
 
 
-def _decode(node: Any, arrays: Any, xp: Any) -> Any:
-    if "namedtuple" in node:
-        module_name, qualname = node["namedtuple"].split(":")
-        if module_name != "refreg" and not module_name.startswith("refreg."):
-            raise ValueError(f"checkpoint names a class outside refreg: {node['namedtuple']}")
-        cls: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-        return cls(**{f: _decode(v, arrays, xp) for f, v in node["fields"].items()})
-    if "dict" in node:
-        return {k: _decode(v, arrays, xp) for k, v in node["dict"]}
-    if "tuple" in node:
-        return tuple(_decode(v, arrays, xp) for v in node["tuple"])
-    if "list" in node:
-        return [_decode(v, arrays, xp) for v in node["list"]]
-    if "value" in node:
-        return node["value"]
-    if "float" in node:
-        return float(node["float"])
-    if "array" in node:
-        a = arrays[node["array"]]
-        if node["numpy_scalar"]:
+# ------------------------------------------------------------------------------------------------- decoding
+_KINDS = ("namedtuple", "dict", "list", "tuple", "value", "float", "array", "numpy_scalar")
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, kinds: str) -> np.ndarray:
+    """One ``.npy`` member, read with a size known before reading: its header must match its length."""
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"member {name!r} is compressed; refreg writes stored members only")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"member {name!r} has .npy version {version}")
+        if dtype.hasobject or dtype.kind not in kinds or dtype.fields is not None:
+            raise ValueError(f"member {name!r} has dtype {dtype}, expected a number type")
+        count = 1
+        for s in shape:
+            count *= int(s)
+        nbytes = count * dtype.itemsize
+        if f.tell() + nbytes != info.file_size:
+            raise ValueError(
+                f"member {name!r}: its header {shape} {dtype} needs {nbytes} bytes of data, "
+                f"the member has {info.file_size - f.tell()}"
+            )
+        data = f.read(nbytes)
+    a = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return a.copy(order="K")
+
+
+class _Decoder:
+    """Walks the JSON tree, checking every node; each archive member must be used exactly once."""
+
+    def __init__(self, zf: zipfile.ZipFile, members: set[str], xp: Any):
+        self.zf, self.unused, self.xp = zf, set(members), xp
+
+    def member(self, key: Any, where: str) -> np.ndarray:
+        if not isinstance(key, str) or key not in self.unused:
+            raise ValueError(
+                f"node {where} names array {key!r:.60}, which is missing or referenced twice"
+            )
+        self.unused.discard(key)
+        return _read_member(self.zf, key + ".npy", _ARRAY_KINDS)
+
+    def __call__(self, node: Any, where: str, depth: int = 0) -> Any:
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"checkpoint tree is nested deeper than {_MAX_DEPTH} levels")
+        kinds = [k for k in node if k in _KINDS] if isinstance(node, dict) else []
+        if len(kinds) != 1:
+            raise ValueError(f"node {where} must be a JSON object of one kind, got {node!r:.60}")
+        kind = kinds[0]
+        if set(node) != ({"namedtuple", "fields"} if kind == "namedtuple" else {kind}):
+            raise ValueError(f"node {where} has keys {sorted(node)!r:.80}")
+        value = node[kind]
+        if kind == "namedtuple":
+            return self.namedtuple(value, node["fields"], where, depth)
+        if kind == "dict":
+            if not isinstance(value, list):
+                raise ValueError(f"node {where}: 'dict' must be a list of pairs")
+            out = {}
+            for item in value:
+                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                    raise ValueError(f"node {where}: dict item {item!r:.60} is no pair")
+                if item[0] in out:
+                    raise ValueError(f"node {where}: duplicate dict key {item[0]!r:.60}")
+                out[item[0]] = self(item[1], f"{where}[{item[0]!r}]", depth + 1)
+            return out
+        if kind in ("list", "tuple"):
+            if not isinstance(value, list):
+                raise ValueError(f"node {where}: {kind!r} must be a JSON list")
+            items = [self(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+            return tuple(items) if kind == "tuple" else items
+        if kind == "value":
+            if value is not None and type(value) not in (bool, int, str):
+                raise ValueError(f"node {where}: bad value {value!r:.60}")
+            return value
+        if kind == "float":
+            try:
+                x = float(value) if isinstance(value, str) else None
+            except ValueError:
+                x = None
+            if x is None or repr(x) != value:  # only what repr writes: exact and canonical
+                raise ValueError(f"node {where}: bad float {value!r:.60}")
+            return x
+        a = self.member(value, where)
+        if kind == "numpy_scalar":
+            if a.ndim != 0:
+                raise ValueError(f"node {where}: NumPy scalar of shape {a.shape}")
             return a[()]
-        return a if xp is None else xp.asarray(a)
-    raise ValueError(f"unreadable checkpoint node {node!r:.80}")
+        return a if self.xp is None else self.xp.asarray(a)
+
+    def namedtuple(self, name: Any, fields: Any, where: str, depth: int) -> Any:
+        cls = _REGISTRY.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise ValueError(
+                f"node {where} names state class {name!r:.80}, which is not registered; "
+                f"known: {sorted(_REGISTRY)}"
+            )
+        if not isinstance(fields, dict):
+            raise ValueError(f"node {where}: 'fields' must be a JSON object")
+        missing = [f for f in cls._fields if f not in fields]
+        unknown = [f for f in fields if f not in cls._fields]
+        if missing or unknown:
+            raise ValueError(
+                f"node {where} ({name}) has missing fields {missing}, unknown {unknown!r:.80}"
+            )
+        values = {f: self(fields[f], f"{where}.{f}", depth + 1) for f in cls._fields}
+        return cls(**values)
 
 
 def save(path: str | os.PathLike, params: Any, state: Any = None) -> Path:
@@ -88,13 +239,21 @@ def save(path: str | os.PathLike, params: Any, state: Any = None) -> Path:
 
     The file is written to a temporary name and renamed, so an interrupted save never leaves a torn file.
     Returns the path written.
+
+    Raises
+    ------
+    TypeError
+        The tree holds something a checkpoint cannot store exactly: an unregistered NamedTuple, an object
+        (or string/structured) array, a dict with non-str keys, or any other type.
     """
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"path must end in .npz, got {str(path)!r}")
     arrays: dict[str, np.ndarray] = {}
     tree = {"format": _FORMAT, "params": _encode(params, arrays), "state": _encode(state, arrays)}
-    arrays[_TREE_KEY] = np.array(json.dumps(tree))
+    if len(arrays) > MAX_MEMBERS:
+        raise ValueError(f"a checkpoint holds at most {MAX_MEMBERS} arrays, got {len(arrays)}")
+    arrays[_TREE_KEY] = np.array(json.dumps(tree, allow_nan=False))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
@@ -108,18 +267,55 @@ def save(path: str | os.PathLike, params: Any, state: Any = None) -> Path:
     return path
 
 
+def _read_tree(zf: zipfile.ZipFile) -> dict:
+    if _TREE_KEY + ".npy" not in zf.namelist():
+        raise ValueError(f"not a refreg checkpoint (no {_TREE_KEY} entry)")
+    size = zf.getinfo(_TREE_KEY + ".npy").file_size
+    if size > MAX_TREE_BYTES:
+        raise ValueError(f"{_TREE_KEY} is {size} bytes, more than MAX_TREE_BYTES={MAX_TREE_BYTES}")
+    raw = _read_member(zf, _TREE_KEY + ".npy", "U")
+    if raw.ndim != 0:
+        raise ValueError(f"{_TREE_KEY} must be a 0-d string, got shape {raw.shape}")
+    try:
+        tree = json.loads(str(raw[()]))
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{_TREE_KEY} is not valid JSON ({type(err).__name__})") from None
+    if not isinstance(tree, dict) or set(tree) != {"format", "params", "state"}:
+        raise ValueError(f"{_TREE_KEY} must hold exactly format, params, state")
+    if tree["format"] != _FORMAT:
+        raise ValueError(f"checkpoint format {tree['format']!r:.40}, expected {_FORMAT!r}")
+    return tree
+
+
 def load(path: str | os.PathLike, xp: Any = None) -> tuple[Any, Any]:
-    """Read ``(params, state)`` written by :func:`save`; arrays as NumPy, or in namespace ``xp`` if given."""
+    """Read ``(params, state)`` written by :func:`save`; arrays as NumPy, or in namespace ``xp`` if given.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is not a well-formed refreg checkpoint (see the module docstring); nothing is executed.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
-    with np.load(path, allow_pickle=False) as archive:
-        if _TREE_KEY not in archive.files:
-            raise ValueError(f"{str(path)!r} is not a refreg checkpoint (no {_TREE_KEY} entry)")
-        tree = json.loads(str(archive[_TREE_KEY][()]))
-        if tree.get("format") != _FORMAT:
-            raise ValueError(
-                f"{str(path)!r} has checkpoint format {tree.get('format')!r}, expected {_FORMAT!r}"
-            )
-        arrays = {k: archive[k] for k in archive.files if k != _TREE_KEY}
-    return _decode(tree["params"], arrays, xp), _decode(tree["state"], arrays, xp)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if len(names) > MAX_MEMBERS + 1:
+                raise ValueError(
+                    f"{len(names)} members, more than MAX_MEMBERS + 1 = {MAX_MEMBERS + 1}"
+                )
+            if len(set(names)) != len(names) or not all(n.endswith(".npy") for n in names):
+                raise ValueError(f"members must be unique .npy arrays, got {names!r:.80}")
+            tree = _read_tree(zf)
+            decode = _Decoder(zf, {n[:-4] for n in names} - {_TREE_KEY}, xp)
+            out = decode(tree["params"], "params"), decode(tree["state"], "state")
+            if decode.unused:
+                raise ValueError(
+                    f"arrays the tree does not reference: {sorted(decode.unused)!r:.80}"
+                )
+    except (ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"{str(path)!r} is not a valid refreg checkpoint: {err}") from None
+    return out

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Protocol
 
 from refreg._backend import elementwise, namespace_of_params
 from refreg._validation import check_grads, check_in_range, check_lr, check_nonnegative
+from refreg.io import register_state
 from refreg.optim.schedules import Schedule, current_lr
 
 __all__ = [
@@ -76,6 +77,7 @@ def _check_params_and_grads(grads: Mapping[str, Any], params: Mapping[str, Any])
     return xp
 
 
+@register_state("SGDState")
 class SGDState(NamedTuple):
     """``step``: updates applied so far; ``momentum_buffer[name]``: torch's ``momentum_buffer``."""
 
@@ -136,6 +138,7 @@ class SGD:
         return new_params, SGDState(step=state.step + 1, momentum_buffer=new_buffers)
 
 
+@register_state("AdamState")
 class AdamState(NamedTuple):
     """``step``: updates applied so far; ``exp_avg``/``exp_avg_sq``: the moments m, v per parameter."""
 
