@@ -1,9 +1,10 @@
-"""Hand-written nets and losses: ``MLP``, activations, ``refreg.nn.losses``."""
+"""Hand-written nets and losses: ``MLP``, ``Transformer``, activations, ``refreg.nn.losses``."""
 
 from refreg.nn import losses
 from refreg.nn.activations import ACTIVATIONS, Activation
 from refreg.nn.losses import LOSSES, accuracy, mse, softmax_cross_entropy
 from refreg.nn.mlp import MLP, LinearCache, MLPCache, linear_backward, linear_forward
+from refreg.nn.transformer import Transformer, TransformerCache
 
 __all__ = [
     "ACTIVATIONS",
@@ -12,6 +13,8 @@ __all__ = [
     "Activation",
     "LinearCache",
     "MLPCache",
+    "Transformer",
+    "TransformerCache",
     "accuracy",
     "linear_backward",
     "linear_forward",
