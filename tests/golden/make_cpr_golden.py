@@ -8,18 +8,23 @@ weights into a regularized group), and records after every step every parameter 
 
 Per case the file ``cpr_<case>.npz`` holds: ``x`` (n_batches, batch, 4), ``y`` (n_batches, batch, 3), the initial
 parameters ``init/<key>``, the trajectory ``traj/<key>`` (steps, *shape), ``lam/<key>`` and ``kappa/<key>``
-(steps,) as float32 (the release's dtype), and ``options`` (a JSON string: lr and the AdamCPR keywords).
-Batch ``i % n_batches`` is used at step ``i``.
+(steps,) as float32 (the release's dtype), ``options`` (a JSON string: lr and the AdamCPR keywords) and
+``metadata`` (a JSON string that makes the file self-describing: model, loss, data, initialization, batch
+order, optimizer call, recorded arrays and the versions of torch, pytorch-cpr, NumPy and Python that wrote it;
+read it with ``json.loads(str(np.load(path)["metadata"]))``). Batch ``i % n_batches`` is used at step ``i``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytorch_cpr
 import torch
+from golden_io import save, versions
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
@@ -72,6 +77,31 @@ CASES = {
 LR = 0.05
 
 
+def metadata(name: str, options: dict) -> dict:
+    """What a reader needs to reproduce or port this golden without reading this script."""
+    return {
+        "description": f"pytorch-cpr AdamCPR trajectory, case {name!r}: every parameter, and lambda, kappa of "
+        "both weight matrices, after every step (closed loop: gradients from the model on the batches)",
+        "generator": "tests/golden/make_cpr_golden.py",
+        "model": "float64 torch.nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)); refreg: "
+        "MLP([4, 8, 3], activation='tanh'); keys 0.weight/0.bias/2.weight/2.bias stored as "
+        "layers.0.weight/layers.0.bias/layers.1.weight/layers.1.bias, PyTorch layout (out, in)",
+        "loss": "torch.nn.functional.mse_loss(model(x), y), reduction 'mean' over all batch x output elements",
+        "data": f"rng = numpy.random.default_rng(1234); x = rng.standard_normal(({N_BATCHES}, {BATCH}, 4)); "
+        f"y = tanh(x @ rng.standard_normal((4, 3))) + 0.1 * rng.standard_normal(({N_BATCHES}, {BATCH}, 3))",
+        "initialization": "then, from the same rng, in model.named_parameters() order (0.weight, 0.bias, "
+        "2.weight, 2.bias): rng.uniform(-1/sqrt(fan_in), 1/sqrt(fan_in), shape), weights multiplied by 2; "
+        "stored as init/<key>",
+        "batch_order": f"step i (0-based) uses batch i % {N_BATCHES}: x[i % {N_BATCHES}], y[i % {N_BATCHES}]",
+        "optimizer": f"pytorch_cpr.AdamCPR(model, lr={LR}, **options) with the nn.Module passed (this puts the "
+        "two weights in a regularized group and the biases in a plain-Adam group); zero_grad, backward, step",
+        "options": {"lr": LR, **options},
+        "recorded": "traj/<key>: (steps, *shape) float64 after each step; lam/<key>, kappa/<key>: (steps,) "
+        "float32, the release's state['lagmul'] and state['kappa'] of the two weights",
+        "versions": versions(),
+    }
+
+
 def make_case(name: str, options: dict) -> dict[str, np.ndarray]:
     options = dict(options)
     steps = options.pop("steps")
@@ -119,13 +149,14 @@ def make_case(name: str, options: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def main() -> None:
+def main(metadata_only: bool = False) -> None:
     torch.manual_seed(0)
     assert torch.__version__.startswith("2.13.0"), torch.__version__
+    assert importlib.metadata.version("pytorch-cpr") == "0.3.1"
     for name, options in CASES.items():
         arrays = make_case(name, options)
         path = HERE / f"cpr_{name}.npz"
-        np.savez_compressed(path, **arrays)
+        save(path, arrays, metadata(name, CASES[name]), metadata_only)
         lam = {k[4:]: arrays[k] for k in arrays if k.startswith("lam/")}
         kappa = {k[6:]: arrays[k] for k in arrays if k.startswith("kappa/")}
         first = {k: int(np.argmax(v > 0)) + 1 if np.any(v > 0) else None for k, v in lam.items()}
@@ -136,4 +167,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(metadata_only="--metadata-only" in sys.argv[1:])

@@ -5,16 +5,19 @@
 A float64 ``nn.Sequential(Linear(5, 7), Tanh(), Linear(7, 3))`` starts from weights drawn with NumPy (seed 0),
 trains with MSE on 12 fixed batches, and after every step the parameters are recorded. Also recorded: the
 gradients at the initial weights on the first batch, and torch's CosineAnnealingLR / LambdaLR learning rates.
-The test suite compares refreg against these files without importing torch.
+The test suite compares refreg against these files without importing torch. The member ``metadata`` (a JSON
+string) describes the file without this script: ``json.loads(str(np.load(path)["metadata"]))``.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from golden_io import save, versions
 
 HERE = Path(__file__).parent
 SIZES = (5, 7, 3)
@@ -75,7 +78,32 @@ def scheduled_lrs(make_scheduler, base_lr: float = 0.3, steps: int = 30) -> np.n
     return np.array(lrs)
 
 
-def main() -> None:
+def metadata() -> dict:
+    """What a reader needs to reproduce or port this golden without reading this script."""
+    return {
+        "description": "torch.optim trajectories (closed loop) of SGD, Adam, AdamW, initial gradients, and "
+        "the learning rates of two schedulers",
+        "generator": "tests/golden/make_optim_golden.py",
+        "model": f"float64 torch.nn.Sequential(nn.Linear({SIZES[0]}, {SIZES[1]}), nn.Tanh(), "
+        f"nn.Linear({SIZES[1]}, {SIZES[2]})); refreg: MLP({list(SIZES)}, activation='tanh'); keys "
+        "layers.{0,1}.{weight,bias}, PyTorch layout (out, in)",
+        "loss": "torch.nn.functional.mse_loss(model(x), y), reduction 'mean'",
+        "data": f"rng = numpy.random.default_rng(0); per layer in order: weight = rng.uniform(-1/sqrt(n_in), "
+        f"1/sqrt(n_in), (n_out, n_in)), bias = rng.uniform(same bound, (n_out,)); then xs = "
+        f"rng.standard_normal(({N_STEPS}, {BATCH}, {SIZES[0]})), ys = rng.standard_normal(({N_STEPS}, "
+        f"{BATCH}, {SIZES[-1]}))",
+        "batch_order": "step t (0-based) uses xs[t], ys[t]; every optimizer restarts from init/<key>",
+        "optimizers": {k: {"class": f"torch.optim.{c}", **kw} for k, (c, kw) in OPTIMIZERS.items()},
+        "schedules": "adamw_cosine: CosineAnnealingLR(T_max=12, eta_min=0.001), stepped after every "
+        "update; schedule/cosine: CosineAnnealingLR(T_max=30, eta_min=0.01) and schedule/linear_warmup: "
+        "LambdaLR(lambda t: min(1, (t + 1) / 7)) at base lr 0.3, the lr used by each of 30 updates",
+        "recorded": "<optimizer>/<t>/<key>: params after update t; grad/<key> and loss0: gradient and loss at "
+        "init on batch 0",
+        "versions": versions(),
+    }
+
+
+def main(metadata_only: bool = False) -> None:
     torch.set_default_dtype(torch.float64)
     weights, xs, ys = initial_state()
     record = {"xs": xs, "ys": ys}
@@ -114,11 +142,11 @@ def main() -> None:
         lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / 7))
     )
     record["torch_version"] = np.array(torch.__version__)
-    np.savez_compressed(HERE / "optim_golden.npz", **record)
+    save(HERE / "optim_golden.npz", record, metadata(), metadata_only)
     print(
         f"wrote {HERE / 'optim_golden.npz'} with {len(record)} arrays (torch {torch.__version__})"
     )
 
 
 if __name__ == "__main__":
-    main()
+    main(metadata_only="--metadata-only" in sys.argv[1:])
