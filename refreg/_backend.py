@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "as_generator",
+    "check_param_dtype",
     "float_dtype",
     "get_namespace",
     "is_array",
@@ -51,12 +52,14 @@ def get_namespace(*arrays: Any, xp: Any = None) -> Any:
 
 
 def namespace_of_params(params: Mapping[str, Any], *, name: str = "params") -> Any:
-    """Namespace of a dict of arrays, checking that every value is a real floating array.
+    """Namespace of a dict of arrays, checking that every value is a float32 or float64 array with elements.
 
     Raises
     ------
     TypeError
-        If ``params`` is not a non-empty dict of arrays, or a value is integer, bool or complex.
+        If ``params`` is not a non-empty dict of arrays, or a value's dtype is not float32/float64.
+    ValueError
+        If a value has no elements (a zero in its shape).
     """
     if not isinstance(params, Mapping) or len(params) == 0:
         raise TypeError(f"{name} must be a non-empty dict of arrays, got {type(params).__name__}")
@@ -65,11 +68,22 @@ def namespace_of_params(params: Mapping[str, Any], *, name: str = "params") -> A
             raise TypeError(f"{name}[{key!r}] must be an array, got {type(value).__name__}")
     xp = get_namespace(*params.values())
     for key, value in params.items():
-        if not xp.isdtype(value.dtype, "real floating"):
-            raise TypeError(
-                f"{name}[{key!r}] must have a real floating dtype (float32 or float64), got {value.dtype}"
+        check_param_dtype(f"{name}[{key!r}]", value, xp)
+        if any(s == 0 for s in value.shape):
+            raise ValueError(
+                f"{name}[{key!r}] must hold at least one element, got shape {tuple(value.shape)}"
             )
     return xp
+
+
+def check_param_dtype(name: str, value: Any, xp: Any) -> None:
+    """refreg's one dtype policy: parameters are float32 or float64, anything else is a ``TypeError``.
+
+    float16 overflows in Adam's second moment (and has no BLAS), longdouble exists only on some hosts and
+    backends, complex/integer/bool/object arrays are not parameters of a real-valued loss.
+    """
+    if value.dtype not in (xp.float32, xp.float64):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {value.dtype}")
 
 
 def float_dtype(xp: Any, dtype: Any) -> Any:

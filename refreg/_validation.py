@@ -12,9 +12,13 @@ from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
+import numpy as np
+
 from refreg._backend import get_namespace, is_array
 
 __all__ = [
+    "check_bool",
+    "check_buffers",
     "check_choice",
     "check_finite_array",
     "check_grads",
@@ -22,6 +26,7 @@ __all__ = [
     "check_lr",
     "check_nonnegative",
     "check_positive",
+    "check_step",
 ]
 
 
@@ -124,3 +129,48 @@ def check_grads(
             )
         if finite:
             check_finite_array(f"grads[{key!r}]", g)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A ``bool`` (or NumPy bool): ``"no"``, 0 or None are not booleans and raise ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_step(name: str, value: Any) -> int:
+    """A step counter: an int >= 0 (not a bool, not a float), else ``ValueError`` naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def check_buffers(
+    name: str, buffers: Any, params: Mapping[str, Any], *, nonnegative: bool = False
+) -> None:
+    """An optimizer's per-parameter state ``name``: a dict with the keys of ``params`` whose arrays have
+    each parameter's library, shape and dtype, and are finite (and ``>= 0`` with ``nonnegative``).
+
+    One reduction per array, no copies. Raises ``ValueError`` naming ``name[key]``.
+    """
+    if not isinstance(buffers, Mapping):
+        raise ValueError(f"{name} must be a dict of arrays, got {type(buffers).__name__}")
+    if set(buffers) != set(params):
+        missing = [k for k in params if k not in buffers]
+        extra = [k for k in buffers if k not in params]
+        raise ValueError(
+            f"{name} must have the keys of params; missing {missing}, unexpected {extra}"
+        )
+    for key, p in params.items():
+        b, where = buffers[key], f"{name}[{key!r}]"
+        if not is_array(b) or type(b) is not type(p):
+            raise ValueError(f"{where} must be an array like its parameter, got {type(b).__name__}")
+        if tuple(b.shape) != tuple(p.shape):
+            raise ValueError(f"{where} must have shape {tuple(p.shape)}, got {tuple(b.shape)}")
+        if b.dtype != p.dtype:
+            raise ValueError(f"{where} must have its parameter's dtype {p.dtype}, got {b.dtype}")
+        xp = get_namespace(b)
+        ok = xp.all(b >= 0) & xp.all(xp.isfinite(b)) if nonnegative else xp.all(xp.isfinite(b))
+        if not bool(ok):
+            expected = "finite and >= 0" if nonnegative else "finite"
+            raise ValueError(f"{where} must be {expected}, got NaN, inf or a negative value")

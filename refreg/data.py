@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,6 +21,8 @@ from refreg._backend import as_generator
 from refreg._validation import check_in_range
 
 __all__ = [
+    "MAX_IDX_BYTES",
+    "MAX_IDX_DIM",
     "MNIST_FILES",
     "Dataset",
     "TrainValTest",
@@ -146,26 +149,59 @@ MNIST_FILES = {
 _IDX_MAGIC = {2051: 3, 2049: 1}  # unsigned-byte images (3 dims) and labels (1 dim)
 
 
+MAX_IDX_DIM = 2**24
+"""Largest dimension ``read_idx`` accepts (MNIST's largest is 60,000; EMNIST's 814,255)."""
+MAX_IDX_BYTES = 2**32
+"""Largest data size ``read_idx`` accepts, in bytes (MNIST's training images are 47 MB)."""
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (raw or gzip), checking its magic number and that its size matches its header."""
+    """Read one IDX file (raw or gzip), checking its magic number and that its size matches its header.
+
+    The header's dimensions (each in [1, ``MAX_IDX_DIM``], their product at most ``MAX_IDX_BYTES``) are
+    checked first, and at most the declared size plus one byte is read (decompressed) after them, so a
+    small file that inflates to gigabytes costs no more than its header promises.
+
+    Raises
+    ------
+    ValueError
+        Wrong magic number, a dimension out of range, a size that differs from the header's, or a corrupt
+        gzip stream; the message names the file.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"{str(path)!r} is too short to be an IDX file ({len(data)} bytes)")
-    magic = int.from_bytes(data[:4], "big")
-    if magic not in _IDX_MAGIC:
-        raise ValueError(
-            f"{str(path)!r} has magic number {magic}, expected 2051 (images) or 2049 (labels)"
-        )
-    ndim = _IDX_MAGIC[magic]
+    name = repr(str(path))
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4:
+                raise ValueError(f"{name} is too short to be an IDX file ({len(head)} bytes)")
+            magic = int.from_bytes(head, "big")
+            if magic not in _IDX_MAGIC:
+                raise ValueError(
+                    f"{name} has magic number {magic}, expected 2051 (images) or 2049 (labels)"
+                )
+            ndim = _IDX_MAGIC[magic]
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ValueError(f"{name} is too short to be an IDX file ({4 + len(dims)} bytes)")
+            shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            size = 1  # Python ints: no overflow
+            for d in shape:
+                size *= d
+            if not all(1 <= d <= MAX_IDX_DIM for d in shape) or size > MAX_IDX_BYTES:
+                raise ValueError(
+                    f"{name} has header dimensions {shape}; each must be in [1, {MAX_IDX_DIM}] "
+                    f"and their product <= {MAX_IDX_BYTES}"
+                )
+            body = f.read(size + 1)  # one byte more than declared tells a file that is too long
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise ValueError(f"{name} is not a readable gzip file ({err})") from None
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
-    if len(data) != expected:
-        raise ValueError(f"{str(path)!r} has {len(data)} bytes, its header {shape} says {expected}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    if len(body) != size:
+        got = f"more than {header + size}" if len(body) > size else str(header + len(body))
+        raise ValueError(f"{name} has {got} bytes, its header {shape} says {header + size}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:

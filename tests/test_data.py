@@ -4,6 +4,8 @@ minibatches."""
 from __future__ import annotations
 
 import gzip
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -243,3 +245,65 @@ def test_with_validation_holds_out_training_samples():
     assert sorted(np.concatenate([split.y_train, split.y_val]).tolist()) == list(range(20))
     with pytest.raises(ValueError, match="n_val must be < the 20"):
         data.with_validation(ds, 20)
+
+
+def _gzip_bomb(path, header: bytes, inflated_mib: int) -> int:
+    """A gzip file: ``header`` then ``inflated_mib`` MiB of zeros, compressed (about 1 KiB per MiB)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip container
+    chunk = bytes(2**20)
+    parts = [comp.compress(header)]
+    parts += [comp.compress(chunk) for _ in range(inflated_mib)]
+    parts.append(comp.flush())
+    path.write_bytes(b"".join(parts))
+    return path.stat().st_size
+
+
+def test_gzip_bomb_is_refused_after_reading_the_declared_size_plus_one(tmp_path):
+    header = (2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (10, 28, 28))
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    on_disk = _gzip_bomb(path, header, inflated_mib=64)
+    assert on_disk < 2**20  # under 1 MiB on disk, 64 MiB inflated
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ValueError, match=r"has more than 7856 bytes, its header \(10, 28, 28\)"
+        ):
+            data.read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20  # the old reader held the whole 64 MiB
+
+
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        (
+            (65536, 65536, 65536),
+            "each must be in",
+        ),  # product 2**48 (np.prod wraps in int32/64 variants)
+        ((2**24 + 1, 1, 1), "each must be in"),
+        ((0, 28, 28), "each must be in"),
+        ((2**24, 2**24, 1), "product <= 4294967296"),
+    ],
+)
+def test_idx_header_dimensions_are_bounded_before_reading(tmp_path, shape, match):
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes((2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in shape))
+    with pytest.raises(ValueError, match=match):
+        data.read_idx(path)
+
+
+def test_idx_too_long_and_corrupt_gzip(tmp_path):
+    long = tmp_path / "long"
+    long.write_bytes(_idx_bytes(np.zeros((2, 3, 3))) + b"\x00")
+    with pytest.raises(ValueError, match=r"has more than 34 bytes, its header \(2, 3, 3\) says 34"):
+        data.read_idx(long)
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(40)))
+    with pytest.raises(ValueError, match="is not a readable gzip file"):
+        data.read_idx(bad)
+    truncated = tmp_path / "trunc.gz"
+    truncated.write_bytes(gzip.compress(_idx_bytes(np.zeros((2, 3, 3))))[:-12])
+    with pytest.raises(ValueError, match=r"readable gzip file|bytes, its header"):
+        data.read_idx(truncated)

@@ -5,7 +5,7 @@ Notation: ``z`` pre-activation, ``a = f(z)`` activation, ``da = dL/da``, ``dz = 
 ========  ==================  ==========================================
 name      f(z)                f'(z)
 ========  ==================  ==========================================
-relu      max(z, 0)           1 if z > 0 else 0   (relu'(0) = 0 by choice)
+relu      max(z, 0)           1 if z > 0 else 0   (relu'(0) = 0 by choice; NaN -> NaN)
 tanh      tanh(z)             1 - tanh(z)^2 = 1 - a^2
 identity  z                   1
 ========  ==================  ==========================================
@@ -37,13 +37,15 @@ def _xp(x):
 
 def _relu_forward(z):
     xp = _xp(z)
-    return xp.where(z > 0, z, xp.zeros_like(z))
+    # z < 0 is False for NaN, so NaN passes through (torch.relu does the same; where(z > 0, z, 0) would
+    # turn it into 0 and hide a NaN weight from every later check); -0.0 stays -0.0 as in torch
+    return xp.where(z < 0, xp.zeros_like(z), z)
 
 
 def _relu_backward(z, a, da):
     xp = _xp(z)
-    # strict > 0: relu'(0) = 0, PyTorch's convention
-    return xp.where(z > 0, da, xp.zeros_like(da))
+    # z <= 0: relu'(0) = 0, and a NaN pre-activation passes da on, as torch's threshold_backward does
+    return xp.where(z <= 0, xp.zeros_like(da), da)
 
 
 def _tanh_forward(z):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from refreg._backend import get_namespace
+from refreg._validation import check_finite_array
 
 __all__ = ["LOSSES", "accuracy", "mse", "softmax_cross_entropy"]
 
@@ -98,13 +99,26 @@ def mse(pred: Any, target: Any) -> tuple[Any, Any]:
         size *= s
     if size == 0:
         raise ValueError("pred must hold at least one element")
+    check_finite_array("target", target)
     diff = pred - target
     return xp.sum(diff * diff) / size, (2.0 / size) * diff
 
 
 def accuracy(logits: Any, labels: Any) -> float:
-    """Fraction of rows whose arg-max logit is the label (a host float)."""
+    """Fraction of rows whose arg-max logit is the label (a host float).
+
+    ``logits`` of shape (n, C) with n >= 1, ``labels`` integer of shape (n,): (n, 1) labels would broadcast
+    to an (n, n) comparison and are refused.
+    """
     xp = get_namespace(logits, labels)
+    if logits.ndim != 2 or logits.shape[0] == 0:
+        raise ValueError(f"logits must have shape (n, C) with n >= 1, got {tuple(logits.shape)}")
+    if tuple(labels.shape) != (logits.shape[0],):
+        raise ValueError(
+            f"labels must have shape ({logits.shape[0]},) to match logits, got {tuple(labels.shape)}"
+        )
+    if not xp.isdtype(labels.dtype, "integral"):
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
     pred = xp.argmax(logits, axis=1)
     return float(xp.mean(xp.astype(pred == xp.astype(labels, pred.dtype), xp.float64)))
 

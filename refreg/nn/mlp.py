@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from refreg._backend import as_generator, default_namespace, float_dtype, get_namespace
-from refreg._validation import check_choice, check_positive
+from refreg._validation import check_choice, check_finite_array, check_positive
 from refreg.nn.activations import ACTIVATIONS
 from refreg.nn.losses import LOSSES
 
@@ -245,16 +245,43 @@ class MLP:
         y: Any,
         loss: str | Callable[[Any, Any], tuple[Any, Any]] = "softmax_cross_entropy",
     ) -> tuple[Any, dict[str, Any]]:
-        """``(L(forward(params, x), y), dL/dparams)``; ``loss`` is a name in ``LOSSES`` or a callable."""
+        """``(L(forward(params, x), y), dL/dparams)``; ``loss`` is a name in ``LOSSES`` or a callable.
+
+        Raises
+        ------
+        FloatingPointError
+            NaN or inf in ``x``, in a parameter (named by its key), in float targets ``y``, or a loss that
+            overflows; checked before the backward pass, so a NaN never reaches an optimizer as a number.
+        """
         loss_fn = _resolve_loss(loss)
+        check_finite_inputs(params, x)
         out, cache = self.forward(params, x)
         value, grad_out = loss_fn(out, y)
+        check_finite_loss(value, y)
         grads, _ = self.backward(params, cache, grad_out)
         return value, grads
 
     def predict(self, params: Mapping[str, Any], x: Any) -> Any:
         """The output alone (no cache kept)."""
         return self.forward(params, x)[0]
+
+
+def check_finite_inputs(params: Mapping[str, Any], x: Any) -> None:
+    """NaN/inf in the input batch or a parameter: ``FloatingPointError`` naming it (one pass over each)."""
+    check_finite_array("x", x)
+    for key, p in params.items():
+        check_finite_array(f"params[{key!r}]", p)
+
+
+def check_finite_loss(value: Any, y: Any) -> None:
+    """A non-finite loss value: ``FloatingPointError`` naming the targets if they are the cause."""
+    if not math.isfinite(float(value)):
+        xp = get_namespace(y)
+        if xp.isdtype(y.dtype, "real floating"):
+            check_finite_array("y", y)
+        raise FloatingPointError(
+            f"loss is {float(value)} although x and params are finite: the output overflowed"
+        )
 
 
 def _resolve_loss(loss: Any) -> Callable[[Any, Any], tuple[Any, Any]]:

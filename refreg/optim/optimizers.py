@@ -19,7 +19,15 @@ from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 from refreg._backend import elementwise, namespace_of_params
-from refreg._validation import check_grads, check_in_range, check_lr, check_nonnegative
+from refreg._validation import (
+    check_bool,
+    check_buffers,
+    check_grads,
+    check_in_range,
+    check_lr,
+    check_nonnegative,
+    check_step,
+)
 from refreg.io import register_state
 from refreg.optim.schedules import Schedule, current_lr
 
@@ -53,22 +61,26 @@ class Optimizer(Protocol):
 
 
 def check_state_matches(
-    state: Any, params: Mapping[str, Any], state_type: type, *fields: str
-) -> None:
-    """``state`` is a ``state_type`` whose dict ``fields`` hold an array per parameter, of its shape."""
+    state: Any,
+    params: Mapping[str, Any],
+    state_type: type,
+    *fields: str,
+    nonnegative: tuple[str, ...] = (),
+) -> int:
+    """``state`` is a ``state_type`` with a step counter ``state.step`` (an int >= 0), whose dict ``fields``
+    hold a finite array per parameter of its shape and dtype (``nonnegative`` fields also ``>= 0``).
+
+    Returns the step as a Python int. Raises ``TypeError`` for a state of another type and ``ValueError``
+    naming the field (``state.exp_avg['w']``) otherwise; nothing is computed before these checks.
+    """
     if not isinstance(state, state_type):
         raise TypeError(f"state must be a {state_type.__name__}, got {type(state).__name__}")
+    step = check_step("state.step", state.step)
     for field in fields:
-        buffers = getattr(state, field)
-        if set(buffers) != set(params):
-            raise ValueError(
-                f"state.{field} must have the keys of params; got {sorted(buffers)} for {sorted(params)}"
-            )
-        for key, p in params.items():
-            if tuple(buffers[key].shape) != tuple(p.shape):
-                raise ValueError(
-                    f"state.{field}[{key!r}] must have shape {tuple(p.shape)}, got {tuple(buffers[key].shape)}"
-                )
+        check_buffers(
+            f"state.{field}", getattr(state, field), params, nonnegative=field in nonnegative
+        )
+    return step
 
 
 def _check_params_and_grads(grads: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
@@ -103,10 +115,14 @@ class SGD:
     weight_decay: float = 0.0
 
     def __post_init__(self):
-        check_lr(self.lr)
-        check_in_range("momentum", self.momentum, 0.0, 1.0, closed="left")
-        check_in_range("dampening", self.dampening, 0.0, 1.0, closed="both")
-        check_nonnegative("weight_decay", self.weight_decay)
+        # Python floats and bools: a NumPy scalar hyperparameter (np.float64(0.9)) would promote float32
+        # parameters and state to float64 under NumPy's promotion rules
+        set_ = partial(object.__setattr__, self)
+        set_("lr", _lr_value(self.lr))
+        set_("momentum", check_in_range("momentum", self.momentum, 0.0, 1.0, closed="left"))
+        set_("dampening", check_in_range("dampening", self.dampening, 0.0, 1.0, closed="both"))
+        set_("nesterov", check_bool("nesterov", self.nesterov))
+        set_("weight_decay", check_nonnegative("weight_decay", self.weight_decay))
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(
                 "nesterov=True needs momentum > 0 and dampening = 0, "
@@ -124,9 +140,11 @@ class SGD:
     ) -> tuple[Params, SGDState]:
         """One SGD step (see the class docstring); raises before computing on bad input."""
         xp = _check_params_and_grads(grads, params)
-        check_state_matches(state, params if self.momentum else {}, SGDState, "momentum_buffer")
-        lr = current_lr(self.lr, state.step)
-        kernel = partial(_sgd_kernel, xp, self, lr, state.step == 0)
+        step = check_state_matches(
+            state, params if self.momentum else {}, SGDState, "momentum_buffer"
+        )
+        lr = current_lr(self.lr, step)
+        kernel = partial(_sgd_kernel, xp, self, lr, step == 0)
         new_params, new_buffers = {}, {}
         for key, p in params.items():
             if self.momentum:
@@ -135,7 +153,7 @@ class SGD:
                 )
             else:
                 new_params[key] = elementwise(kernel, p, grads[key])
-        return new_params, SGDState(step=state.step + 1, momentum_buffer=new_buffers)
+        return new_params, SGDState(step=step + 1, momentum_buffer=new_buffers)
 
 
 @register_state("AdamState")
@@ -168,14 +186,21 @@ class Adam:
     decoupled_weight_decay: bool = False
 
     def __post_init__(self):
-        check_lr(self.lr)
+        set_ = partial(object.__setattr__, self)  # Python floats: see SGD
+        set_("lr", _lr_value(self.lr))
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
-        check_in_range("betas[0]", self.betas[0], 0.0, 1.0, closed="left")
-        check_in_range("betas[1]", self.betas[1], 0.0, 1.0, closed="left")
-        check_nonnegative("eps", self.eps)
-        check_nonnegative("weight_decay", self.weight_decay)
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        beta1 = check_in_range("betas[0]", self.betas[0], 0.0, 1.0, closed="left")
+        beta2 = check_in_range("betas[1]", self.betas[1], 0.0, 1.0, closed="left")
+        set_("betas", (beta1, beta2))
+        set_("eps", check_nonnegative("eps", self.eps))
+        set_("weight_decay", check_nonnegative("weight_decay", self.weight_decay))
+        set_(
+            "decoupled_weight_decay",
+            check_bool("decoupled_weight_decay", self.decoupled_weight_decay),
+        )
+        if self.decoupled_weight_decay and not callable(self.lr):
+            _check_decay_factor(self.lr, self.weight_decay)
 
     def init(self, params: Mapping[str, Any]) -> AdamState:
         """Step 0 and zero moments m, v per parameter."""
@@ -191,9 +216,13 @@ class Adam:
     ) -> tuple[Params, AdamState]:
         """One Adam/AdamW step (see the class docstring); raises before computing on bad input."""
         xp = _check_params_and_grads(grads, params)
-        check_state_matches(state, params, AdamState, "exp_avg", "exp_avg_sq")
-        lr = current_lr(self.lr, state.step)
-        t = state.step + 1
+        step = check_state_matches(
+            state, params, AdamState, "exp_avg", "exp_avg_sq", nonnegative=("exp_avg_sq",)
+        )
+        lr = current_lr(self.lr, step)
+        if self.decoupled_weight_decay:
+            _check_decay_factor(lr, self.weight_decay)
+        t = step + 1
         beta1, beta2 = self.betas
         step_size = lr / (1.0 - beta1**t)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
@@ -216,6 +245,20 @@ class Adam:
                 kernel, p, grads[key], state.exp_avg[key], state.exp_avg_sq[key], n_out=3
             )
         return new_params, AdamState(step=t, exp_avg=new_m, exp_avg_sq=new_v)
+
+
+def _lr_value(lr: Any) -> float | Schedule:
+    checked = check_lr(lr)
+    return lr if callable(lr) else checked
+
+
+def _check_decay_factor(lr: float, weight_decay: float) -> None:
+    """AdamW multiplies theta by ``1 - lr·wd``: above 1 the factor is negative and flips every weight."""
+    if lr * weight_decay > 1.0:
+        raise ValueError(
+            f"weight_decay must satisfy lr·weight_decay <= 1 (AdamW's decay factor 1 - lr·wd would be "
+            f"negative), got lr={lr!r}, weight_decay={weight_decay!r}"
+        )
 
 
 def _sgd_kernel(xp, opt, lr, first, p, g, buf=None):
