@@ -81,6 +81,11 @@ def modular_addition(p: int = 59, train_fraction: float = 0.5, rng: Any = 0) -> 
     y = (a + b) % p
     order = gen.permutation(p * p)
     n_train = round(train_fraction * p * p)
+    if not 0 < n_train < p * p:
+        raise ValueError(
+            f"train_fraction={train_fraction!r} leaves {n_train} of {p * p} pairs for training; "
+            "both splits must be non-empty"
+        )
     tr, te = order[:n_train], order[n_train:]
     return Dataset(x[tr], y[tr].astype(np.int64), x[te], y[te].astype(np.int64))
 
@@ -128,6 +133,11 @@ def digits(test_fraction: float = 0.25, rng: Any = 0, standardize: bool = True) 
     for c in range(10):
         idx = gen.permutation(np.flatnonzero(y == c))
         n_test = round(test_fraction * idx.size)
+        if not 0 < n_test < idx.size:
+            raise ValueError(
+                f"test_fraction={test_fraction!r} puts {n_test} of class {c}'s {idx.size} images in "
+                "the test split; both splits must hold every class"
+            )
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
     tr = gen.permutation(np.concatenate(train_idx))
@@ -277,6 +287,8 @@ def minibatches(n: int, batch_size: int, rng: Any, drop_last: bool = False) -> I
     Use ``xp.take(x, xp.asarray(idx), axis=0)`` to gather a batch in any namespace.
     """
     n, batch_size = _check_count("n", n), _check_count("batch_size", batch_size)
+    if drop_last and batch_size > n:
+        raise ValueError(f"batch_size={batch_size} > n={n} with drop_last=True leaves no batch")
     order = as_generator(rng).permutation(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):

@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from refreg import MLP
-from refreg.nn import losses
+from refreg.nn import ACTIVATIONS, losses
 from refreg.testing import check_vjp, numerical_grad, relative_error
 
 # central differences at eps = 1e-6 in float64 agree with an exact gradient to ~1e-9 relative
@@ -243,3 +243,22 @@ def test_mixed_array_libraries_are_a_type_error():
     params["layers.0.bias"] = xs.asarray(params["layers.0.bias"])
     with pytest.raises(TypeError, match="different array libraries"):
         net.forward(params, np.ones((1, 3)))
+
+
+def test_relu_propagates_nan_and_matches_torch_on_special_values():
+    z = np.array([-0.0, 0.0, np.nan, -np.inf, np.inf, -1.0, 2.0])
+    a = ACTIVATIONS["relu"].forward(z)
+    # torch.relu: [-0., 0., nan, 0., inf, 0., 2.]; grad of sum: [0, 0, 1, 0, 1, 0, 1]
+    np.testing.assert_array_equal(a, [-0.0, 0.0, np.nan, 0.0, np.inf, 0.0, 2.0])
+    assert np.signbit(a[0]) and not np.signbit(a[1])
+    np.testing.assert_array_equal(
+        ACTIVATIONS["relu"].backward(z, a, np.ones(7)), [0, 0, 1, 0, 1, 0, 1]
+    )
+
+
+def test_nan_in_a_hidden_weight_reaches_the_output():
+    net = MLP([3, 4, 2])
+    params = net.init(rng=0)
+    params["layers.0.weight"][1, 2] = np.nan
+    out = net.predict(params, np.ones((2, 3)))
+    assert np.isnan(out).all()  # where(z > 0, z, 0) turned this into a finite output
