@@ -22,5 +22,5 @@ def test_quickstart_has_two_commands_and_ci_runs_the_test_one():
     quickstart = README.split("## Quickstart", 1)[1].split("##", 1)[0]
     (block,) = re.findall(r"```bash\n(.*?)```", quickstart, flags=re.S)
     commands = [line for line in block.splitlines() if line.strip()]
-    assert len(commands) == 2 and "refreg figures" in commands[0] and "pytest" in commands[1]
+    assert len(commands) == 2 and "theory figures" in commands[0] and "pytest" in commands[1]
     assert commands[1] in (ROOT / ".ci" / "run").read_text()

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from refreg import cli, runner
+from theory import cli, runner
 
 FAKE = textwrap.dedent(
     """

@@ -1,7 +1,8 @@
-"""Every figure script follows the protocol that `refreg figures` drives (theory/__init__.py)."""
+"""Every figure script follows the protocol that `python -m theory figures` drives (theory/__init__.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 
@@ -18,7 +19,13 @@ def test_figure_script_follows_the_protocol(name):
     assert isinstance(figure.DESCRIPTION, str) and figure.DESCRIPTION
     assert figure.QUICK_SECONDS > 0
     for preset in ("tiny", "quick"):
-        configs = figure.configs(dict(figure.PRESETS[preset]), None)
-        assert configs and all("seed" in c for c in configs)
-        json.dumps(configs)  # JSON-able: hashed for the cache, sent to workers
+        config = figure.PRESETS[preset]
+        configs = figure.configs(config if dataclasses.is_dataclass(config) else dict(config), None)
+        assert configs
+        for c in configs:
+            if dataclasses.is_dataclass(c):
+                assert c.__dataclass_params__.frozen and hasattr(c, "seed")
+                c = dataclasses.asdict(c)
+            assert "seed" in c
+            json.dumps(c)  # JSON-able: hashed for the cache, sent to workers
     assert callable(figure.run) and callable(figure.report) and callable(figure.main)

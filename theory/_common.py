@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import tempfile
@@ -114,6 +115,7 @@ def run_sequential(
     import matplotlib
 
     matplotlib.use("Agg")
-    config = dict(module.PRESETS[preset])
+    config = module.PRESETS[preset]
+    config = config if dataclasses.is_dataclass(config) else dict(config)
     results = [module.run(c) for c in module.configs(config, seeds)]
     return module.report(config, results, Path(outdir))

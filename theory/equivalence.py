@@ -18,7 +18,9 @@ balancing; (c) per-unit imbalance during SGD + weight decay on the digits data f
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -53,35 +55,65 @@ PRESETS = {
         "seeds": 3,
     },
 }
-_TRAINING = {"lr": 0.1, "lam": 5e-3, "batch_size": 100, "imbalance": 3.0}
 
 
-def configs(preset: dict, seeds: int | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class Rescaling:
+    """Panel (a): the rescaled penalty of ``n_units`` units against a, and its scipy minimum."""
+
+    n_units: int
+    seed: int
+    part: ClassVar[str] = "rescaling"
+
+
+@dataclass(frozen=True)
+class Scatter:
+    """Panel (b): weight decay against path norm on ``n_nets`` random ReLU nets, before and after balancing."""
+
+    n_nets: int
+    seed: int
+    part: ClassVar[str] = "scatter"
+
+
+@dataclass(frozen=True)
+class Training:
+    """Panel (c): SGD + weight decay on digits from an imbalanced (function-preserving) initialization."""
+
+    width: int
+    steps: int
+    log_every: int
+    seed: int
+    lr: float = 0.1
+    lam: float = 5e-3
+    batch_size: int = 100
+    imbalance: float = 3.0
+    part: ClassVar[str] = "training"
+
+
+def configs(preset: dict, seeds: int | None = None) -> list[Rescaling | Scatter | Training]:
     """Three independent parts per seed: the rescaling curves, the random-net scatter, the training run."""
     n_seeds = seeds if seeds is not None else preset["seeds"]
-    out = []
+    out: list[Rescaling | Scatter | Training] = []
     for seed in range(n_seeds):
-        out.append({"part": "rescaling", "n_units": preset["n_units"], "seed": seed})
-        out.append({"part": "scatter", "n_nets": preset["n_nets"], "seed": seed})
+        out.append(Rescaling(n_units=preset["n_units"], seed=seed))
+        out.append(Scatter(n_nets=preset["n_nets"], seed=seed))
         out.append(
-            {
-                "part": "training",
-                "width": preset["width"],
-                "steps": preset["steps"],
-                "log_every": preset["log_every"],
-                **_TRAINING,
-                "seed": seed,
-            }
+            Training(
+                width=preset["width"],
+                steps=preset["steps"],
+                log_every=preset["log_every"],
+                seed=seed,
+            )
         )
     return out
 
 
-def _rescaling(config: dict) -> dict:
-    net = MLP([5, config["n_units"], 3])
-    params = net.init(rng=config["seed"])
-    gen = np.random.default_rng(config["seed"])
+def _rescaling(config: Rescaling) -> dict:
+    net = MLP([5, config.n_units, 3])
+    params = net.init(rng=config.seed)
+    gen = np.random.default_rng(config.seed)
     params["layers.0.weight"] = params["layers.0.weight"] * 10.0 ** gen.uniform(
-        -1, 1, (config["n_units"], 1)
+        -1, 1, (config.n_units, 1)
     )
     (nw, nv) = unit_norms(params, pair_groups(net))[0]
     a = np.geomspace(0.05, 20.0, 200)
@@ -107,10 +139,10 @@ def _rescaling(config: dict) -> dict:
     return {"a": a.tolist(), "units": units}
 
 
-def _scatter(config: dict) -> dict:
-    gen = np.random.default_rng(config["seed"])
+def _scatter(config: Scatter) -> dict:
+    gen = np.random.default_rng(config.seed)
     points = []
-    for i in range(config["n_nets"]):
+    for i in range(config.n_nets):
         depth = int(gen.integers(2, 6))
         sizes = [int(s) for s in gen.integers(1, 9, depth + 1)]
         net = MLP(sizes)
@@ -141,18 +173,18 @@ def _scatter(config: dict) -> dict:
     return {"points": points}
 
 
-def _training(config: dict) -> dict:
+def _training(config: Training) -> dict:
     ds = data.digits(rng=0)
     x, y = ds.x_train, ds.y_train
-    net = MLP([x.shape[1], config["width"], 10], bias=False)
+    net = MLP([x.shape[1], config.width, 10], bias=False)
     groups = pair_groups(net)
-    params = net.init(rng=config["seed"])
-    c = config["imbalance"]  # w -> c w, v -> v / c: the same function, ||w|| far from ||v||
+    params = net.init(rng=config.seed)
+    c = config.imbalance  # w -> c w, v -> v / c: the same function, ||w|| far from ||v||
     params["layers.0.weight"] = params["layers.0.weight"] * c
     params["layers.1.weight"] = params["layers.1.weight"] / c
-    optimizer = sgd_weight_decay(config["lr"], config["lam"], groups=groups)
+    optimizer = sgd_weight_decay(config.lr, config.lam, groups=groups)
     state = optimizer.init(params)
-    gen = np.random.default_rng(config["seed"] + 1)
+    gen = np.random.default_rng(config.seed + 1)
     log = {
         "iteration": [],
         "mean_abs_diff": [],
@@ -171,23 +203,25 @@ def _training(config: dict) -> dict:
 
     t = 0
     record(0, float(net.value_and_grad(params, x, y)[0]))
-    while t < config["steps"]:
-        for idx in data.minibatches(x.shape[0], config["batch_size"], gen):
+    while t < config.steps:
+        for idx in data.minibatches(x.shape[0], config.batch_size, gen):
             loss, grads = net.value_and_grad(params, x[idx], y[idx])
             params, state = optimizer.update(grads, state, params)
             t += 1
-            if t % config["log_every"] == 0:
+            if t % config.log_every == 0:
                 record(t, float(loss))
-            if t >= config["steps"]:
+            if t >= config.steps:
                 break
     return log
 
 
-def run(config: dict) -> dict:
+def run(config: Rescaling | Scatter | Training) -> dict:
+    """One part; the result carries the config as a dict (with its ``part``) for :func:`report`."""
     start = time.process_time()
-    part = {"rescaling": _rescaling, "scatter": _scatter, "training": _training}[config["part"]]
+    part = {Rescaling: _rescaling, Scatter: _scatter, Training: _training}[type(config)]
     out = part(config)
-    return {"config": config, **out, "seconds": time.process_time() - start}
+    record = {"part": config.part, **asdict(config)}
+    return {"config": record, **out, "seconds": time.process_time() - start}
 
 
 def _measures(results: list[dict]) -> dict:

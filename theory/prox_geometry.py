@@ -16,7 +16,9 @@ conditions; the summary reports the worst excess over the oracles.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from scipy.optimize import minimize
@@ -40,23 +42,44 @@ PRESETS = {
 EXTENT = 3.0
 
 
-def configs(preset: dict, seeds: int | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class Joint:
+    """The joint prox at one ``tau``: its region map on a ``grid`` x ``grid`` lattice, and ``n_cases`` random
+    units checked against a fine grid, ``n_scipy`` of them against ``scipy.optimize.minimize``."""
+
+    tau: float
+    grid: int
+    n_cases: int
+    n_scipy: int
+    seed: int
+    part: ClassVar[str] = "joint"
+
+
+@dataclass(frozen=True)
+class Soft:
+    """Group soft-thresholding: its curves, the Moreau identity and non-expansiveness on ``n_cases`` pairs."""
+
+    n_cases: int
+    seed: int
+    part: ClassVar[str] = "soft"
+
+
+def configs(preset: dict, seeds: int | None = None) -> list[Joint | Soft]:
     """One run per tau for the joint prox, one for group soft-thresholding (per seed)."""
     n_seeds = seeds if seeds is not None else preset["seeds"]
-    out = []
+    out: list[Joint | Soft] = []
     for seed in range(n_seeds):
         for tau in preset["taus"]:
             out.append(
-                {
-                    "part": "joint",
-                    "tau": tau,
-                    "grid": preset["grid"],
-                    "n_cases": preset["n_cases"],
-                    "n_scipy": preset["n_scipy"],
-                    "seed": seed,
-                }
+                Joint(
+                    tau=tau,
+                    grid=preset["grid"],
+                    n_cases=preset["n_cases"],
+                    n_scipy=preset["n_scipy"],
+                    seed=seed,
+                )
             )
-        out.append({"part": "soft", "n_cases": preset["n_cases"], "seed": seed})
+        out.append(Soft(n_cases=preset["n_cases"], seed=seed))
     return out
 
 
@@ -82,8 +105,8 @@ def _objective_and_grad(a, c, tau):
     return f
 
 
-def _joint(config: dict) -> dict:
-    tau, n = config["tau"], config["grid"]
+def _joint(config: Joint) -> dict:
+    tau, n = config.tau, config.grid
     # the region map: one unit per grid point, a = (α, 0), c = (β, 0)
     axis = np.linspace(0.0, EXTENT, n)
     alpha, beta = np.meshgrid(axis, axis, indexing="ij")
@@ -95,8 +118,8 @@ def _joint(config: dict) -> dict:
     region = np.where(zero_w & zero_v, 3, np.where(zero_w, 1, np.where(zero_v, 2, 0))).reshape(n, n)
 
     # oracles on random units
-    gen = np.random.default_rng(config["seed"] * 1000 + int(tau * 100))
-    m = config["n_cases"]
+    gen = np.random.default_rng(config.seed * 1000 + int(tau * 100))
+    m = config.n_cases
     a = gen.standard_normal((m, 3)) * gen.uniform(0.05, EXTENT, (m, 1))
     c = gen.standard_normal((4, m)) * gen.uniform(0.05, EXTENT, (1, m))
     x, y = prox_norm_product(a, c, tau)
@@ -110,7 +133,7 @@ def _joint(config: dict) -> dict:
         grid = 0.5 * (R - al[k]) ** 2 + 0.5 * (S - be[k]) ** 2 + tau * R * S
         grid_excess.append(value[k] - grid.min())
     scipy_excess = []
-    for k in range(min(config["n_scipy"], m)):
+    for k in range(min(config.n_scipy, m)):
         fun = _objective_and_grad(a[k], c[:, k], tau)
         best = min(
             minimize(
@@ -155,14 +178,14 @@ def _joint(config: dict) -> dict:
     }
 
 
-def _soft(config: dict) -> dict:
+def _soft(config: Soft) -> dict:
     z_norm = np.linspace(0.0, 3.0, 301)
     curves = {}
     for tau in (0.5, 1.0, 2.0):
         z = np.stack([z_norm, np.zeros_like(z_norm)], axis=0)  # columns of norm z_norm
         curves[str(tau)] = np.linalg.norm(group_soft_threshold(z, tau, axis=0), axis=0).tolist()
-    gen = np.random.default_rng(config["seed"])
-    m = config["n_cases"]
+    gen = np.random.default_rng(config.seed)
+    m = config.n_cases
     z1 = gen.standard_normal((5, m)) * gen.uniform(0.0, 3.0, (1, m))
     z2 = z1 + gen.standard_normal((5, m)) * gen.uniform(0.0, 1.0, (1, m))
     taus = gen.uniform(0.0, 2.0, m)
@@ -184,10 +207,12 @@ def _soft(config: dict) -> dict:
     }
 
 
-def run(config: dict) -> dict:
+def run(config: Joint | Soft) -> dict:
+    """One part; the result carries the config as a dict (with its ``part``) for :func:`report`."""
     start = time.process_time()
-    out = _joint(config) if config["part"] == "joint" else _soft(config)
-    return {"config": config, **out, "seconds": time.process_time() - start}
+    out = _joint(config) if isinstance(config, Joint) else _soft(config)
+    record = {"part": config.part, **asdict(config)}
+    return {"config": record, **out, "seconds": time.process_time() - start}
 
 
 def report(preset: dict, results: list, outdir: Path) -> dict:

@@ -1,14 +1,17 @@
-"""Run the theory figures: sweeps through any ``concurrent.futures.Executor``, cached by configuration.
+"""The figure runner: sweeps of theory runs through any ``concurrent.futures.Executor``, cached by configuration.
 
-Every figure script in ``theory/`` lists its runs (``configs``), each a JSON-able dict with its seed. A run's
-result is cached in ``<out>/.cache/<figure>/<hash>.json``, where the hash covers the figure, the configuration
-and the source code of refreg and of the script, so a re-run recomputes exactly the runs whose inputs changed,
-and an interrupted sweep resumes where it stopped (results are written to a temporary name and renamed).
-Runs go to a local process pool by default, or to a Dask cluster (``client.get_executor()``).
+Every figure script in ``theory/`` lists its runs (``configs``), each a frozen dataclass (or, during the
+transition, a JSON-able dict) holding everything the run depends on, its seed included. A run's result is
+cached in ``<out>/.cache/<figure>/<hash>.json``, where the hash (:func:`cache_key`) covers the figure, the
+configuration's class and every field, and the source code of refreg and of the script, so a re-run recomputes
+exactly the runs whose inputs changed, and an interrupted sweep resumes where it stopped (results are written
+to a temporary name and renamed). Runs go to a local process pool by default, or to a Dask cluster
+(``client.get_executor()``). This module lives beside the figure scripts: ``refreg`` never imports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "FigureInputError",
     "InlineExecutor",
     "available_figures",
     "cache_key",
@@ -31,6 +35,14 @@ __all__ = [
 ]
 
 SUMMARY_HEADER = "| figure | claim | paper | measured |\n|---|---|---|---|\n"
+
+
+class FigureInputError(ValueError):
+    """A user-input error of a figure run (unknown figure or preset, bad seed count, missing MNIST files).
+
+    The command line prints these as one line and exits with status 2; any other exception is a bug and
+    propagates with its traceback.
+    """
 
 
 class InlineExecutor(Executor):
@@ -56,7 +68,7 @@ def figure_module(name: str) -> Any:
     """Import ``theory.<name>``; an unknown name is a ``ValueError`` listing the valid ones."""
     valid = available_figures()
     if name not in valid:
-        raise ValueError(f"unknown figure {name!r}; valid figures: {', '.join(valid)}")
+        raise FigureInputError(f"unknown figure {name!r}; valid figures: {', '.join(valid)}")
     return importlib.import_module(f"theory.{name}")
 
 
@@ -78,13 +90,31 @@ def _source_digest(module: Any) -> str:
     return digest.hexdigest()
 
 
-def cache_key(name: str, config: dict, source_digest: str) -> str:
-    """sha256 of the figure name, its JSON configuration (sorted keys) and the code that computes it."""
-    payload = json.dumps({"figure": name, "config": config, "code": source_digest}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+def _is_dataclass_instance(obj: Any) -> bool:
+    return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
 
 
-def timed_run(module_name: str, config: dict) -> dict:
+def cache_key(name: str, config: Any, source_digest: str) -> str:
+    """sha256 of the figure name, the run's full configuration and the code that computes it.
+
+    A frozen-dataclass ``config`` enters as its class name and the canonical JSON (sorted keys) of
+    ``dataclasses.asdict(config)``: every field is part of the identity, so no list of keys is kept by hand.
+    A plain dict ``config`` (the older protocol) enters as its sorted-key JSON.
+    """
+    if _is_dataclass_instance(config):
+        payload = {
+            "figure": name,
+            "class": type(config).__name__,
+            "config": dataclasses.asdict(config),
+            "code": source_digest,
+        }
+    else:
+        payload = {"figure": name, "config": config, "code": source_digest}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def timed_run(module_name: str, config: Any) -> dict:
     """Executed on a worker: import the figure module, run one config, return its result and wall time."""
     # one BLAS thread per run: the pool supplies the parallelism, and 2 busy pools on 2 cores would thrash
     try:
@@ -120,6 +150,25 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="run", leave=False, file=sys.stderr)
 
 
+def _field(config: Any, name: str) -> Any:
+    if _is_dataclass_instance(config):
+        return getattr(config, name, None)
+    return config.get(name)
+
+
+def with_mnist(preset: Any, mnist: str | os.PathLike | None) -> Any:
+    """A copy of a preset (dict or frozen dataclass) with ``mnist`` set to the resolved folder, if given."""
+    if _is_dataclass_instance(preset):
+        names = {f.name for f in dataclasses.fields(preset)}
+        if mnist is not None and "mnist" in names:
+            return dataclasses.replace(preset, mnist=str(Path(mnist).resolve()))
+        return preset
+    config = dict(preset)
+    if mnist is not None:
+        config["mnist"] = str(Path(mnist).resolve())
+    return config
+
+
 def run_figures(
     names: Sequence[str] | None = None,
     *,
@@ -142,34 +191,35 @@ def run_figures(
     modules = {name: figure_module(name) for name in names}
     outdir = Path(outdir)
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+        raise FigureInputError(f"seeds must be an int >= 1, got {seeds!r}")
     for name, module in modules.items():
         if preset not in module.PRESETS:
-            raise ValueError(
+            raise FigureInputError(
                 f"figure {name!r} has no preset {preset!r}; it has {sorted(module.PRESETS)}"
             )
     if mnist is not None:
         from refreg.data import mnist as load_mnist
 
-        load_mnist(mnist)  # fails early, naming the files it looked for
+        try:
+            load_mnist(mnist)  # fails early, naming the files it looked for
+        except (FileNotFoundError, ValueError) as err:
+            raise FigureInputError(str(err)) from err
     executor = executor or InlineExecutor()
 
     jobs: dict[Future, tuple[str, int, Path]] = {}
     plan: dict[str, dict] = {}
     start = time.perf_counter()
     for name, module in modules.items():
-        config = dict(module.PRESETS[preset])
-        if mnist is not None:
-            config["mnist"] = str(Path(mnist).resolve())
+        config = with_mnist(module.PRESETS[preset], mnist)
         if (
             preset == "full"
             and getattr(module, "NEEDS_MNIST_FOR_FULL", False)
-            and "mnist" not in config
+            and _field(config, "mnist") is None
         ):
             from refreg.data import MNIST_FILES
 
             files = ", ".join(f + "[.gz]" for f in MNIST_FILES.values())
-            raise FileNotFoundError(
+            raise FigureInputError(
                 f"the full preset of {name!r} runs on MNIST: pass --mnist PATH, a folder holding {files}"
             )
         runs = module.configs(config, seeds)
@@ -255,7 +305,7 @@ def write_summary(outdir: str | os.PathLike) -> Path:
     outdir = Path(outdir)
     lines = [
         "# Measured claims\n\n",
-        "Generated by `refreg figures`; each row is a claim of a paper beside what refreg measured.\n\n",
+        "Generated by `python -m theory figures`; each row is a claim of a paper beside what refreg measured.\n\n",
         SUMMARY_HEADER,
     ]
     presets = set()
@@ -292,7 +342,7 @@ def local_executor(workers: int) -> Executor:
 
 
 def iter_figure_descriptions() -> Iterable[tuple[str, str, float]]:
-    """``(name, description, quick core-seconds)`` of every figure, for ``refreg list``."""
+    """``(name, description, quick core-seconds)`` of every figure, for ``python -m theory list``."""
     for name in available_figures():
         module = figure_module(name)
         yield name, module.DESCRIPTION, float(module.QUICK_SECONDS)

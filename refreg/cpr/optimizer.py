@@ -1,34 +1,4 @@
-"""CPR: constrained parameter regularization (Franke et al., NeurIPS 2024, arXiv 2311.09058).
-
-CPR replaces weight decay by one inequality constraint per regularized parameter tensor and enforces it with a
-Lagrange multiplier that a dual (augmented-Lagrangian) step updates after every optimizer step.
-
-Notation (the paper's symbols):
-
-=============  =================================================================================================
-symbol         meaning
-=============  =================================================================================================
-theta          one regularized parameter tensor (any shape, ``n = theta.size`` elements)
-R(theta)       the constrained measure: ``l2`` Σθ², ``l1`` Σ|θ|, ``huber`` Σ huber_1(θ), ``std`` unbiased std
-kappa          the bound of the constraint ``R(theta) <= kappa`` (in the units of R, e.g. a sum of squares)
-lam            the multiplier λ >= 0 of that constraint
-mu             the dual step size μ (the release's ``kappa_update``); its per-tensor rate is μ/n except for ``std``
-t              the tensor's own 1-based step counter
-=============  =================================================================================================
-
-One update (paper Algorithm 1, as the released pytorch-cpr 0.3.1 orders it):
-
-1. ``theta <- theta + Opt(grad L)``: the base optimizer's step (e.g. Adam, no weight decay);
-2. for each regularized tensor, at the post-step ``theta``:
-   ``lam <- max(0, lam + (mu/n)·(R(theta) − kappa))`` then ``theta <- theta − lam·∇R(theta)``.
-
-λ is updated first and used in the same step; the constraint step bypasses the base optimizer's moments and is not
-scaled by the learning rate (unless ``reg_by_lr``). The paper states the update at θ_t; the release (and this
-module) evaluates R and ∇R at the post-step θ_{t+1}, and ∇R = 2θ for ``l2`` (R = Σθ², not ½‖θ‖²).
-
-The λ-update is the projected dual ascent of the augmented Lagrangian (paper Appendix A):
-``lam* = (lam + mu·c(theta))⁺`` with ``c = R − kappa``.
-"""
+"""The CPR optimizer: any base optimizer's step, then the multiplier update and constraint step (Algorithm 1)."""
 
 from __future__ import annotations
 
@@ -36,154 +6,20 @@ import math
 import warnings
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from refreg._backend import get_namespace, namespace_of_params
+from refreg._backend import namespace_of_params
 from refreg._validation import check_choice, check_in_range, check_positive
+from refreg.cpr.kappa import (
+    KAPPA_INITS,
+    KAPPA_UNSET,
+    _check_kappa_init_param,
+    detect_inflection_point,
+)
+from refreg.cpr.measures import MEASURES, measure_grad, measure_value
+from refreg.cpr.scalars import SCALAR_DTYPES, _dtype_name, _round
+from refreg.cpr.selection import check_state, select_regularized
 from refreg.optim.schedules import current_lr
-
-__all__ = [
-    "CPR",
-    "KAPPA_INITS",
-    "KAPPA_UNSET",
-    "MEASURES",
-    "CPRState",
-    "adam_cpr",
-    "cpr",
-    "default_regularize",
-    "measure_grad",
-    "measure_value",
-]
-
-MEASURES = ("l2", "std", "l1", "huber")
-KAPPA_INITS = ("uniform", "dependent", "warm_start", "inflection_point")
-SCALAR_DTYPES = ("float64", "float32")
-
-KAPPA_UNSET = 1e6
-"""The release's ``HIGHKAPPA``: the bound an ``inflection_point`` tensor holds until its inflection point is found.
-
-It is a real bound (a tensor with R > 1e6 is constrained to 1e6 before detection, as in the release), and
-``kappa == KAPPA_UNSET`` is how the detector recognizes a tensor whose bound is not set yet.
-"""
-
-_GROWTH_FLOOR = 0.01  # the release's minimum relative growth per reg_step_size steps for Kappa-IP
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Measures R(theta) and their gradients
-# --------------------------------------------------------------------------------------------------------------
-
-
-def measure_value(theta: Any, measure: str = "l2") -> Any:
-    """The constrained measure R(θ) of one tensor (the paper's default is the squared L2 norm; it also tests std).
-
-    .. math::
-        l2: R = Σ θ²;\\quad l1: R = Σ |θ|;\\quad huber: R = Σ (½θ² if |θ| < 1 else |θ| − ½);\\quad
-        std: R = \\sqrt{Σ (θ − mean θ)² / (n − 1)}
-
-    Parameters
-    ----------
-    theta : array of any shape, real floating
-    measure : {"l2", "std", "l1", "huber"}
-
-    Returns
-    -------
-    0-d array of ``theta``'s dtype.
-    """
-    check_choice("measure", measure, MEASURES)
-    xp = get_namespace(theta)
-    _check_floating("theta", theta, xp)
-    if measure == "l2":
-        return xp.sum(theta * theta)
-    if measure == "l1":
-        return xp.sum(xp.abs(theta))
-    if measure == "huber":
-        a = xp.abs(theta)
-        return xp.sum(xp.where(a < 1, 0.5 * (theta * theta), a - 0.5))
-    _check_std_size(theta)
-    return xp.std(theta, correction=1)
-
-
-def measure_grad(theta: Any, measure: str = "l2") -> Any:
-    """The gradient ∇R(θ) that the constraint step ``theta <- theta − lam·∇R`` uses (release 0.3.1).
-
-    .. math::
-        l2: 2θ;\\quad l1: sign θ;\\quad huber: θ \\text{ if } |θ| < 1 \\text{ else } sign θ;\\quad
-        std: (θ − mean θ) / ((n − 1)·std θ)
-
-    ``sign(0) = 0`` (a subgradient of |θ| at 0) and the Huber kink at |θ| = 1 takes ``sign θ``, as in the release.
-    For ``std`` the release's operation order is kept, ``(2d − 2·mean(2d))/(n − 1)/(2·std)`` with
-    ``d = θ − mean θ``; the ``mean(2d)`` term is zero in exact arithmetic.
-
-    Parameters
-    ----------
-    theta : array of any shape, real floating (``std``: at least 2 elements, not all equal)
-    measure : {"l2", "std", "l1", "huber"}
-
-    Returns
-    -------
-    array of ``theta``'s shape and dtype.
-    """
-    check_choice("measure", measure, MEASURES)
-    xp = get_namespace(theta)
-    _check_floating("theta", theta, xp)
-    if measure == "l2":
-        return 2.0 * theta
-    if measure == "l1":
-        return xp.sign(theta)
-    if measure == "huber":
-        return xp.where(xp.abs(theta) < 1, theta, xp.sign(theta))
-    n = _check_std_size(theta)
-    d = 2.0 * (theta - xp.mean(theta))
-    return (d - 2.0 * xp.mean(d)) / (n - 1) / (2.0 * xp.std(theta, correction=1))
-
-
-def _check_floating(name: str, x: Any, xp: Any) -> None:
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
-
-
-def _check_std_size(theta: Any) -> int:
-    n = math.prod(theta.shape)
-    if n < 2:
-        raise ValueError(
-            f"measure 'std' needs a tensor with >= 2 elements, got shape {tuple(theta.shape)}"
-        )
-    return n
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Scalar arithmetic in the release's float32 or in float64
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _round(x: float, dtype: str) -> float:
-    """``x`` rounded to ``dtype`` ("float32" or "float64"), as a Python float (exact in both cases).
-
-    One IEEE float32 operation equals the float64 result rounded to float32 (53 >= 2·24 + 2 bits), so rounding
-    after each float64 operation emulates float32 scalar arithmetic exactly.
-    """
-    if dtype == "float32":
-        with np.errstate(over="ignore"):
-            return float(np.float32(x))
-    return float(x)
-
-
-def _dtype_name(x: Any, xp: Any) -> str:
-    return "float32" if x.dtype == xp.float32 else "float64"
-
-
-def default_regularize(name: str, theta: Any) -> bool:
-    """The release's choice for an MLP: weights (``ndim >= 2``) are regularized, biases (``ndim < 2``) are not."""
-    return theta.ndim >= 2
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The optimizer
-# --------------------------------------------------------------------------------------------------------------
 
 
 class CPRState(NamedTuple):
@@ -267,38 +103,8 @@ class CPR:
     # ---- selection and initialization (the paper's κ-initialization strategies, Algorithm 2) ----------------
 
     def regularized_names(self, params: Mapping[str, Any]) -> list[str]:
-        """Names of the tensors CPR constrains, in ``params`` order; selecting nothing is an error.
-
-        Raises
-        ------
-        ValueError
-            ``regularize`` names a key that ``params`` lacks, or selects no tensor (the release would silently
-            run the plain base optimizer instead).
-        """
-        reg = self.regularize
-        if reg is None:
-            names = [k for k, p in params.items() if default_regularize(k, p)]
-        elif callable(reg):
-            names = [k for k, p in params.items() if _as_bool(reg(k, p), k)]
-        else:
-            unknown = sorted(reg - set(params))
-            if unknown:
-                raise ValueError(
-                    f"regularize names parameters not in params: {unknown}; keys are {list(params)}"
-                )
-            names = [k for k in params if k in reg]
-        if not names:
-            raise ValueError(
-                f"regularize selects no parameter of {list(params)} (regularize={reg!r}); CPR would be "
-                "the plain base optimizer"
-            )
-        if self.measure == "std":
-            for k in names:
-                if math.prod(params[k].shape) < 2:
-                    raise ValueError(
-                        f"measure 'std' needs >= 2 elements, but params[{k!r}] has shape {tuple(params[k].shape)}"
-                    )
-        return names
+        """Names of the tensors CPR constrains, in ``params`` order; see :func:`select_regularized`."""
+        return select_regularized(params, self.regularize, self.measure)
 
     def init(self, params: Mapping[str, Any]) -> CPRState:
         """State at θ₀: λ = 0 and κ = Initialize(θ₀) per regularized tensor (paper Algorithm 1, line 1).
@@ -357,7 +163,7 @@ class CPR:
             not belong to ``params``; nothing is computed then.
         """
         xp = namespace_of_params(params)
-        self._check_state(state, params)
+        check_state(state, params, CPRState)
         lr = current_lr(self.base.lr, getattr(state.base, "step", 0)) if self.reg_by_lr else 1.0
         new_params, base_state = self.base.update(grads, state.base, params)
         new_params = dict(new_params)
@@ -398,8 +204,18 @@ class CPR:
             dict(state.prev_growth),
         )
         if self.kappa_init == "inflection_point" and any(kappa[k] == KAPPA_UNSET for k in kappa):
-            self._detect_inflection_point(
-                xp, new_params, step, kappa, norm_ema, prev_norm_ema, prev_growth
+            detect_inflection_point(
+                xp,
+                new_params,
+                step,
+                kappa,
+                norm_ema,
+                prev_norm_ema,
+                prev_growth,
+                reg_step_size=self.reg_step_size,
+                reg_ema_decay=self.reg_ema_decay,
+                measure=self.measure,
+                scalar_dtype=sd,
             )
         elif self.kappa_init == "warm_start":
             for k in kappa:
@@ -446,90 +262,6 @@ class CPR:
             # one pass; the release's theta + (−2·theta)·lam differs from it by at most one rounding
             return theta * (1.0 - 2.0 * lam)
         return theta + ((-lr) * measure_grad(theta, self.measure)) * lam
-
-    def _detect_inflection_point(
-        self, xp, params, step, kappa, norm_ema, prev_norm_ema, prev_growth
-    ) -> None:
-        """Kappa-IP as the release's multi-tensor path does it (its single-tensor path never fires).
-
-        Every step, ``e ← ‖θ‖`` while t < S, else ``e ← d·e + (1 − d)·‖θ‖`` (EMA of the *un-squared* norm).
-        At t > S with t % S = 0: ``g = (e − e_prev)/e`` (relative growth over S steps), ``e_prev ← e``; if
-        t > 3S and ``g_prev > g > 0.01`` and κ is unset, κ ← R(θ); if t > 2S, ``g_prev ← g``. The first
-        possible bound is at t = 4S. The step of the first regularized tensor is used, as in the release.
-        The paper (Kappa-IP) describes the idea: κ = R(θ_i) at the first i with ΔΔR(θ) < 0.
-        Updates the dicts in place (they are this call's fresh copies).
-        """
-        sd = self.scalar_dtype
-        S, d = self.reg_step_size, self.reg_ema_decay
-        t = step[next(iter(kappa))]
-        for k in kappa:
-            r = float(xp.linalg.vector_norm(params[k]))
-            if t >= S:
-                if sd == "float32":
-                    # torch: ema *= fl32(d); ema += fl32(1-d)·fl32(r) with one rounding
-                    e = _round(norm_ema[k] * _round(d, sd), sd)
-                    norm_ema[k] = _round(e + _round(1.0 - d, sd) * _round(r, sd), sd)
-                else:
-                    norm_ema[k] = d * norm_ema[k] + (1.0 - d) * r
-            else:
-                norm_ema[k] = _round(r, sd)
-        if not (t > S and t % S == 0):
-            return
-        floor = _round(_GROWTH_FLOOR, sd)
-        for k in kappa:
-            e = norm_ema[k]
-            growth = _round(_round(e - prev_norm_ema[k], sd) / e, sd) if e != 0.0 else math.nan
-            prev_norm_ema[k] = e
-            if t > 3 * S and prev_growth[k] > growth > floor and kappa[k] == KAPPA_UNSET:
-                kappa[k] = _round(float(measure_value(params[k], self.measure)), sd)
-            if t > 2 * S:
-                prev_growth[k] = growth
-
-    def _check_state(self, state: Any, params: Mapping[str, Any]) -> None:
-        if not isinstance(state, CPRState):
-            raise TypeError(
-                f"state must be a CPRState (from this optimizer's init), got {type(state).__name__}"
-            )
-        if set(state.step) != set(params):
-            raise ValueError(
-                f"state.step must have the keys of params; got {sorted(state.step)} for {sorted(params)}"
-            )
-        names = set(state.lam)
-        for field in ("kappa", "norm_ema", "prev_norm_ema", "prev_growth"):
-            if set(getattr(state, field)) != names:
-                raise ValueError(f"state.{field} must have the keys of state.lam {sorted(names)}")
-        if not names or not names <= set(params):
-            raise ValueError(
-                f"state.lam must name regularized parameters of params; got {sorted(names)} for {sorted(params)}"
-            )
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"regularize({name!r}, array) must return a bool, got {value!r}")
-    return bool(value)
-
-
-def _check_kappa_init_param(kappa_init: str, value: Any) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
-        raise TypeError(f"kappa_init_param must be a finite real number, got {value!r}")
-    if kappa_init == "warm_start":
-        if float(value) != int(value) or value < 1:
-            raise ValueError(
-                f"kappa_init_param for kappa_init='warm_start' is the step s after which κ = R(θ_s) is set; "
-                f"it must be an integer >= 1, got {value!r}"
-            )
-        return int(value)
-    if kappa_init == "uniform" and value < 0:
-        raise ValueError(
-            f"kappa_init_param for kappa_init='uniform' is the bound κ; it must be >= 0, got {value!r}"
-        )
-    if kappa_init == "dependent" and value <= 0:
-        raise ValueError(
-            f"kappa_init_param for kappa_init='dependent' is the factor k in κ = k·R(θ₀); it must be > 0, "
-            f"got {value!r}"
-        )
-    return float(value)
 
 
 def cpr(

@@ -1,0 +1,49 @@
+"""CPR: constrained parameter regularization (Franke et al., NeurIPS 2024, arXiv 2311.09058).
+
+CPR replaces weight decay by one inequality constraint per regularized parameter tensor and enforces it with a
+Lagrange multiplier that a dual (augmented-Lagrangian) step updates after every optimizer step.
+
+Notation (the paper's symbols):
+
+=============  =================================================================================================
+symbol         meaning
+=============  =================================================================================================
+theta          one regularized parameter tensor (any shape, ``n = theta.size`` elements)
+R(theta)       the constrained measure: ``l2`` Σθ², ``l1`` Σ|θ|, ``huber`` Σ huber_1(θ), ``std`` unbiased std
+kappa          the bound of the constraint ``R(theta) <= kappa`` (in the units of R, e.g. a sum of squares)
+lam            the multiplier λ >= 0 of that constraint
+mu             the dual step size μ (the release's ``kappa_update``); its per-tensor rate is μ/n except for ``std``
+t              the tensor's own 1-based step counter
+=============  =================================================================================================
+
+One update (paper Algorithm 1, as the released pytorch-cpr 0.3.1 orders it):
+
+1. ``theta <- theta + Opt(grad L)``: the base optimizer's step (e.g. Adam, no weight decay);
+2. for each regularized tensor, at the post-step ``theta``:
+   ``lam <- max(0, lam + (mu/n)·(R(theta) − kappa))`` then ``theta <- theta − lam·∇R(theta)``.
+
+λ is updated first and used in the same step; the constraint step bypasses the base optimizer's moments and is not
+scaled by the learning rate (unless ``reg_by_lr``). The paper states the update at θ_t; the release (and this
+module) evaluates R and ∇R at the post-step θ_{t+1}, and ∇R = 2θ for ``l2`` (R = Σθ², not ½‖θ‖²).
+
+The λ-update is the projected dual ascent of the augmented Lagrangian (paper Appendix A):
+``lam* = (lam + mu·c(theta))⁺`` with ``c = R − kappa``.
+"""
+
+from refreg.cpr.kappa import KAPPA_INITS, KAPPA_UNSET
+from refreg.cpr.measures import MEASURES, measure_grad, measure_value
+from refreg.cpr.optimizer import CPR, CPRState, adam_cpr, cpr
+from refreg.cpr.selection import default_regularize
+
+__all__ = [
+    "CPR",
+    "KAPPA_INITS",
+    "KAPPA_UNSET",
+    "MEASURES",
+    "CPRState",
+    "adam_cpr",
+    "cpr",
+    "default_regularize",
+    "measure_grad",
+    "measure_value",
+]

@@ -1,0 +1,81 @@
+"""Which parameter tensors CPR constrains, and the checks that a CPR state belongs to a set of parameters."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def default_regularize(name: str, theta: Any) -> bool:
+    """The release's choice for an MLP: weights (``ndim >= 2``) are regularized, biases (``ndim < 2``) are not."""
+    return theta.ndim >= 2
+
+
+def select_regularized(
+    params: Mapping[str, Any],
+    regularize: Callable[[str, Any], bool] | frozenset[str] | None,
+    measure: str,
+) -> list[str]:
+    """Names of the tensors CPR constrains, in ``params`` order; selecting nothing is an error.
+
+    ``regularize`` is None (:func:`default_regularize`), a predicate ``(name, array) -> bool`` or a set of names.
+
+    Raises
+    ------
+    ValueError
+        ``regularize`` names a key that ``params`` lacks, or selects no tensor (the release would silently
+        run the plain base optimizer instead).
+    """
+    reg = regularize
+    if reg is None:
+        names = [k for k, p in params.items() if default_regularize(k, p)]
+    elif callable(reg):
+        names = [k for k, p in params.items() if _as_bool(reg(k, p), k)]
+    else:
+        unknown = sorted(reg - set(params))
+        if unknown:
+            raise ValueError(
+                f"regularize names parameters not in params: {unknown}; keys are {list(params)}"
+            )
+        names = [k for k in params if k in reg]
+    if not names:
+        raise ValueError(
+            f"regularize selects no parameter of {list(params)} (regularize={reg!r}); CPR would be "
+            "the plain base optimizer"
+        )
+    if measure == "std":
+        for k in names:
+            if math.prod(params[k].shape) < 2:
+                raise ValueError(
+                    f"measure 'std' needs >= 2 elements, but params[{k!r}] has shape {tuple(params[k].shape)}"
+                )
+    return names
+
+
+def check_state(state: Any, params: Mapping[str, Any], state_type: type) -> None:
+    """A ``state_type`` (CPRState) whose keys match ``params``; a ``TypeError``/``ValueError`` otherwise."""
+    if not isinstance(state, state_type):
+        raise TypeError(
+            f"state must be a CPRState (from this optimizer's init), got {type(state).__name__}"
+        )
+    if set(state.step) != set(params):
+        raise ValueError(
+            f"state.step must have the keys of params; got {sorted(state.step)} for {sorted(params)}"
+        )
+    names = set(state.lam)
+    for field in ("kappa", "norm_ema", "prev_norm_ema", "prev_growth"):
+        if set(getattr(state, field)) != names:
+            raise ValueError(f"state.{field} must have the keys of state.lam {sorted(names)}")
+    if not names or not names <= set(params):
+        raise ValueError(
+            f"state.lam must name regularized parameters of params; got {sorted(names)} for {sorted(params)}"
+        )
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"regularize({name!r}, array) must return a bool, got {value!r}")
+    return bool(value)

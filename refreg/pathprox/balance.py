@@ -1,0 +1,106 @@
+"""PathProx rescalings that keep a ReLU network's function: per-unit and the authors' layer-wise balance."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from refreg.pathprox.groups import (
+    Groups,
+    Params,
+    _check_finite_params,
+    _unit_norms,
+    check_groups,
+)
+from refreg.pathprox.prox import SPHERE_EPS
+
+
+def balance_units(
+    params: Mapping[str, Any], groups: Groups, *, regularize_bias: bool = False
+) -> Params:
+    """Rescale every unit so that ``||w_k|| = ||v_k||``; the ReLU network's function is unchanged.
+
+    .. math::
+        w_k ← a_k w_k,\\ b_k ← a_k b_k,\\ v_k ← v_k / a_k,\\qquad a_k² = ||v_k|| / ||w_k||
+
+    Afterwards ``WD = PN`` (AM-GM equality, spec 3.1). Units with ``||w_k||·||v_k|| = 0`` are left unchanged
+    (their infimum is not attained by a function-preserving rescaling). With ``regularize_bias`` ``||w_k||``
+    is the norm of ``[w_k, b_k]``. Returns a new dict; the input is not modified.
+    """
+    xp = check_groups(params, groups)
+    _check_finite_params(params)
+    out = dict(params)
+    for pair, (nw, nv) in zip(
+        groups.pairs, _unit_norms(xp, params, groups, regularize_bias), strict=True
+    ):
+        alive = (nw > 0) & (nv > 0)
+        a = xp.where(alive, xp.sqrt(nv / xp.where(alive, nw, 1.0)), 1.0)
+        out[pair.w] = params[pair.w] * a[:, None]
+        out[pair.v] = params[pair.v] / a[None, :]
+        if pair.w_bias is not None:
+            out[pair.w_bias] = params[pair.w_bias] * a
+    return out
+
+
+def _layer_scales(xp: Any, P: list[Any]) -> list[Any]:
+    """Cumulative scales ``s_g`` of the authors' sequential layer balance (closed form).
+
+    ``s_g = G/P_g`` applied in order with ``P_{g+1} ← P_{g+1}/s_g`` gives ``s_g = G^{g+1} / Π_{j≤g} P_j``; the
+    last one is 1 up to rounding and is set to exactly 1 (the last V has no layer to compensate it).
+    """
+    logs = [xp.log(xp.clip(p, min=SPHERE_EPS)) for p in P]
+    log_g = sum(logs) / len(logs)
+    scales, cum = [], 0.0
+    for g in range(len(P) - 1):
+        cum = cum + logs[g]
+        scales.append(xp.exp((g + 1) * log_g - cum))
+    return [*scales, 1.0]
+
+
+def _check_chain(params: Mapping[str, Any], groups: Groups) -> None:
+    for g in range(len(groups.pairs) - 1):
+        V, W_next = params[groups.pairs[g].v], params[groups.pairs[g + 1].w]
+        if V.shape[0] != W_next.shape[1]:
+            raise ValueError(
+                f"groups.pairs[{g}].v has {V.shape[0]} outputs but pairs[{g + 1}].w has {W_next.shape[1]} "
+                "inputs; layer balance needs the pairs to be consecutive layers"
+            )
+
+
+def balance_layers(params: Mapping[str, Any], groups: Groups) -> Params:
+    """The authors' layer-wise balance: every group path norm ``P_g`` becomes their geometric mean G.
+
+    .. math::
+        s_g = G^{g+1} / Π_{j≤g} P_j,\\quad V_g ← (s_g/s_{g-1}) V_g,\\quad b_{V_g} ← s_g b_{V_g},\\quad
+        b_{W_{g+1}} ← s_g b_{W_{g+1}}
+
+    with ``G = (Π_g max(P_g, 1e-6))^{1/n}`` and ``s_{-1} = 1`` (``layerwise_balance`` in the authors'
+    ``regularize_func.py``, spec 1c). The output of group g is scaled by ``s_g`` and undone by the next group,
+    ReLU being positively homogeneous; W weights (and hence ``||w_k|| = 1``) are untouched, ``Π_g P_g`` is
+    preserved, and ``Σ_g P_g`` is minimized over layer-wise rescalings (AM-GM, spec 3.3). The last scale is 1
+    up to rounding in the authors' code; here it is exactly 1, so the function is kept exactly.
+    Biases are excluded from ``P_g``. Returns a new dict.
+    """
+    xp = check_groups(params, groups)
+    _check_chain(params, groups)
+    _check_finite_params(params)
+    if len(groups.pairs) < 2:
+        return dict(params)
+    P = [xp.sum(nw * nv) for nw, nv in _unit_norms(xp, params, groups, False)]
+    scales = _layer_scales(xp, P)
+    return _apply_layer_scales(params, groups, scales)
+
+
+def _apply_layer_scales(params: Mapping[str, Any], groups: Groups, scales: list[Any]) -> Params:
+    out = dict(params)
+    prev: Any = 1.0
+    for g, pair in enumerate(groups.pairs):
+        s = scales[g]
+        out[pair.v] = params[pair.v] * (s / prev)
+        if pair.v_bias is not None:
+            out[pair.v_bias] = params[pair.v_bias] * s
+        if g + 1 < len(groups.pairs) and groups.pairs[g + 1].w_bias is not None:
+            key = groups.pairs[g + 1].w_bias
+            out[key] = params[key] * s
+        prev = s
+    return out

@@ -1,0 +1,190 @@
+"""PathProx groups: which pairs of consecutive layers ``(W, V)`` form units, and their per-unit norms.
+
+A *group* is a disjoint pair of consecutive layers ``(W, V)`` of a ReLU network (PyTorch layout): unit k of
+the pair has the incoming weights ``w_k = W[k, :]`` (with bias ``b_k``) and the outgoing weights
+``v_k = V[:, k]``. :func:`unit_norms` gives ``(||w_k||, ||v_k||)`` per pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from refreg._backend import get_namespace, namespace_of_params
+from refreg._validation import (
+    check_finite_array,
+    check_nonnegative,
+)
+from refreg.nn.mlp import MLP
+
+Params = dict[str, Any]
+
+
+class Group(NamedTuple):
+    """One pair of consecutive layers ``(W, V)``: the parameter keys of W, V and their biases (or None)."""
+
+    w: str
+    v: str
+    w_bias: str | None = None
+    v_bias: str | None = None
+
+
+class Groups(NamedTuple):
+    """The regularized pairs and the "other" layers, which get plain weight decay ``λ/2·||W||²``.
+
+    ``pairs`` must be consecutive layers of the network in order (V_g feeds W_{g+1}) for
+    :func:`balance_layers`; ``other`` holds weight keys, ``other_biases`` their bias keys (decayed only with
+    ``regularize_bias=True``).
+    """
+
+    pairs: tuple[Group, ...]
+    other: tuple[str, ...] = ()
+    other_biases: tuple[str, ...] = ()
+
+
+def pair_groups(net: MLP) -> Groups:
+    """The authors' grouping of an MLP: disjoint consecutive pairs ``(layer 0, layer 1), (layer 2, layer 3), ...``.
+
+    A unit of a pair is a hidden unit at the W layer's output: incoming ``W[k, :]`` (with ``b[k]``), outgoing
+    ``V[:, k]``. With an odd number of layers the last layer is "other" (plain weight decay), as the VGG
+    classifier in the authors' code (spec 1c).
+
+    Parameters
+    ----------
+    net : MLP
+        At least 2 layers; activation "relu" or "identity" (positively homogeneous, so rescaling a unit
+        leaves the function unchanged).
+
+    Returns
+    -------
+    Groups
+
+    Examples
+    --------
+    >>> pair_groups(MLP([4, 8, 8, 3])).pairs[0]
+    Group(w='layers.0.weight', v='layers.1.weight', w_bias='layers.0.bias', v_bias='layers.1.bias')
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a refreg.nn.MLP, got {type(net).__name__}")
+    if net.activation not in ("relu", "identity"):
+        raise ValueError(
+            f"net.activation must be positively homogeneous ('relu' or 'identity') for the rescalings "
+            f"of PathProx to keep the function, got {net.activation!r}"
+        )
+    if net.n_layers < 2:
+        raise ValueError(f"net must have at least 2 layers to form a pair, got {net.n_layers}")
+
+    def bias(i: int) -> str | None:
+        return net.bias_name(i) if net.bias else None
+
+    pairs = tuple(
+        Group(net.weight_name(i), net.weight_name(i + 1), bias(i), bias(i + 1))
+        for i in range(0, net.n_layers - 1, 2)
+    )
+    if net.n_layers % 2:
+        last = net.n_layers - 1
+        return Groups(pairs, (net.weight_name(last),), (net.bias_name(last),) if net.bias else ())
+    return Groups(pairs)
+
+
+def check_groups(params: Mapping[str, Any], groups: Groups) -> Any:
+    """Check that ``groups`` matches ``params`` (keys, 2-d shapes, unit counts, disjointness); returns ``xp``.
+
+    Raises
+    ------
+    TypeError
+        ``groups`` is not a :class:`Groups`, or ``params`` is not a dict of float arrays of one dtype.
+    ValueError
+        A key is missing, used twice, or a shape does not match its pair (``W`` (N, n_in), ``b`` (N,),
+        ``V`` (n_out, N), V's bias (n_out,)).
+    """
+    xp = namespace_of_params(params)
+    if not isinstance(groups, Groups):
+        raise TypeError(f"groups must be a refreg.pathprox.Groups, got {type(groups).__name__}")
+    dtypes = {str(p.dtype) for p in params.values()}
+    if len(dtypes) != 1:
+        raise TypeError(f"params must share one float dtype, got {sorted(dtypes)}")
+    seen: set[str] = set()
+
+    def use(key: Any, what: str) -> Any:
+        if not isinstance(key, str) or key not in params:
+            raise ValueError(f"groups names {what}={key!r}, which is not a key of params")
+        if key in seen:
+            raise ValueError(
+                f"groups uses params[{key!r}] twice; pairs and other layers must be disjoint"
+            )
+        seen.add(key)
+        return params[key]
+
+    for g, pair in enumerate(groups.pairs):
+        if not isinstance(pair, Group):
+            raise TypeError(f"groups.pairs[{g}] must be a Group, got {type(pair).__name__}")
+        W, V = use(pair.w, f"pairs[{g}].w"), use(pair.v, f"pairs[{g}].v")
+        if W.ndim != 2 or V.ndim != 2 or V.shape[1] != W.shape[0]:
+            raise ValueError(
+                f"groups.pairs[{g}]: W={pair.w!r} must have shape (N, n_in) and V={pair.v!r} shape "
+                f"(n_out, N) with the same N, got {tuple(W.shape)} and {tuple(V.shape)}"
+            )
+        for key, n, what in (
+            (pair.w_bias, W.shape[0], "w_bias"),
+            (pair.v_bias, V.shape[0], "v_bias"),
+        ):
+            if key is not None and tuple(use(key, f"pairs[{g}].{what}").shape) != (n,):
+                raise ValueError(
+                    f"groups.pairs[{g}].{what}={key!r} must have shape ({n},), got "
+                    f"{tuple(params[key].shape)}"
+                )
+    for i, key in enumerate(groups.other):
+        use(key, f"other[{i}]")
+    for i, key in enumerate(groups.other_biases):
+        use(key, f"other_biases[{i}]")
+    return xp
+
+
+def _check_lam(lam: Any) -> float:
+    return check_nonnegative("lam", lam)
+
+
+def _check_finite_params(params: Mapping[str, Any]) -> None:
+    """``FloatingPointError`` naming the first parameter that holds NaN or inf.
+
+    Fast path: a NaN or inf makes its array's sum non-finite, so one sum per array and one host sync decide;
+    only then is each array checked element-wise to name it (a finite array whose sum overflows passes).
+    """
+    xp = get_namespace(*params.values())
+    sums = xp.stack([xp.sum(p) for p in params.values()])
+    if bool(xp.all(xp.isfinite(sums))):
+        return
+    for key, p in params.items():
+        check_finite_array(f"params[{key!r}]", p)
+
+
+def _in_norm(xp: Any, W: Any, b: Any, with_bias: bool) -> Any:
+    """``||w_k||`` per row, or ``||[w_k, b_k]||`` with the bias (shape (N,))."""
+    if with_bias and b is not None:
+        return xp.sqrt(xp.sum(W * W, axis=1) + b * b)
+    return xp.linalg.vector_norm(W, axis=1)
+
+
+def unit_norms(
+    params: Mapping[str, Any], groups: Groups, *, regularize_bias: bool = False
+) -> list[tuple[Any, Any]]:
+    """Per pair, ``(||w_k||, ||v_k||)`` for every unit k: two arrays of shape (N,).
+
+    ``||w_k||`` includes ``b_k`` when ``regularize_bias`` (the vector ``[w_k, b_k]``).
+    """
+    xp = check_groups(params, groups)
+    return _unit_norms(xp, params, groups, regularize_bias)
+
+
+def _unit_norms(xp: Any, params: Mapping[str, Any], groups: Groups, with_bias: bool) -> list:
+    out = []
+    for pair in groups.pairs:
+        b = params[pair.w_bias] if pair.w_bias is not None else None
+        out.append(
+            (
+                _in_norm(xp, params[pair.w], b, with_bias),
+                xp.linalg.vector_norm(params[pair.v], axis=0),
+            )
+        )
+    return out

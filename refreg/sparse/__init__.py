@@ -1,0 +1,58 @@
+"""Sparse regularizers on weight matrices, magnitude pruning and masked fine-tuning.
+
+The default, ``spatial_entropy``, is refreg's **reconstruction** of the scale-invariant sparse regularizer of
+Bayandorian, "A Novel Sparse Regularizer" (arXiv 2301.07285, 2023). The paper's formula is not published in
+anything at hand (only its abstract): refreg implements the natural regularizer that has every property the
+abstract states -- it depends on the *spatial arrangement* of the weights in a matrix, it is an entropy, it is
+differentiable, scale-invariant, cheap (two reductions), needs O(m + n) extra numbers and parallelizes. It is
+not a verified copy of the paper's regularizer. The baselines (L1, L2, group lasso, Hoyer, Hoyer-Square,
+Group Hoyer-Square) follow their published definitions.
+
+Notation (PyTorch layout):
+
+=========  =============  ==========================================================================
+symbol     shape          meaning
+=========  =============  ==========================================================================
+W          (m, n)         one weight matrix; row i = output unit i, column j = input feature j
+a          (m, n)         ``|W|``
+S          ()             ``Σ_ij a_ij``, the total mass
+r          (m,)           row shares ``r_i = Σ_j a_ij / S``
+c          (n,)           column shares ``c_j = Σ_i a_ij / S``
+p          (m, n)         element shares ``p_ij = a_ij / S``
+H(q)       ()             Shannon entropy ``−Σ q log q`` with ``0 log 0 = 0``
+sign(0)    --             ``0``: the subgradient chosen at the kink of ``|w|`` (zero weights get zero gradient)
+=========  =============  ==========================================================================
+
+Every regularizer is an object with ``value(W)``, ``grad(W)`` and ``value_and_grad(W)`` (exact closed-form
+gradients, no autodiff) and an attribute ``scale_invariant``; ``REGULARIZERS`` maps names to them.
+:func:`penalty` sums a regularizer over the weight matrices of a net, per layer or network-wide.
+:func:`magnitude_mask`, :func:`apply_mask`, :func:`count_nonzero` and :func:`masked` prune and fine-tune.
+"""
+
+from refreg.sparse.baselines import L1, L2, GroupHoyerSquare, GroupLasso, Hoyer, HoyerSquare
+from refreg.sparse.entropy import ElementEntropy, SpatialEntropy
+from refreg.sparse.network import REGULARIZERS, SCOPES, get_regularizer, penalty, weight_names
+from refreg.sparse.pruning import Masked, apply_mask, count_nonzero, magnitude_mask, masked
+from refreg.sparse.regularizer import Regularizer
+
+__all__ = [
+    "L1",
+    "L2",
+    "REGULARIZERS",
+    "SCOPES",
+    "ElementEntropy",
+    "GroupHoyerSquare",
+    "GroupLasso",
+    "Hoyer",
+    "HoyerSquare",
+    "Masked",
+    "Regularizer",
+    "SpatialEntropy",
+    "apply_mask",
+    "count_nonzero",
+    "get_regularizer",
+    "magnitude_mask",
+    "masked",
+    "penalty",
+    "weight_names",
+]

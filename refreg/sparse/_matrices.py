@@ -1,0 +1,76 @@
+"""Checks and numerically safe helpers shared by the sparse regularizers (max-normalisation, safe log)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from refreg._backend import get_namespace, is_array
+
+
+def _check_matrix(name: str, W: Any) -> Any:
+    """``W`` is a real floating array of shape (m, n) with m, n >= 1; returns its namespace."""
+    if not is_array(W):
+        raise TypeError(f"{name} must be an array of shape (m, n), got {type(W).__name__}")
+    xp = get_namespace(W)
+    if W.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D weight matrix of shape (m, n), got a {W.ndim}-D array of shape "
+            f"{tuple(W.shape)}"
+        )
+    if W.shape[0] < 1 or W.shape[1] < 1:
+        raise ValueError(f"{name} must have m, n >= 1, got shape {tuple(W.shape)}")
+    if not xp.isdtype(W.dtype, "real floating"):
+        raise TypeError(
+            f"{name} must have a real floating dtype (float32 or float64), got {W.dtype}"
+        )
+    return xp
+
+
+def _check_matrices(Ws: Sequence[Any], names: Sequence[str]) -> Any:
+    for name, W in zip(names, Ws, strict=True):
+        _check_matrix(name, W)
+    xp = get_namespace(*Ws)
+    dtypes = {str(W.dtype) for W in Ws}
+    if len(dtypes) != 1:
+        raise TypeError(f"the weight matrices must share one dtype, got {sorted(dtypes)}")
+    return xp
+
+
+# -------------------------------------------------------------------------------------------------- helpers
+def _max_abs(xp: Any, Ws: Sequence[Any]) -> Any:
+    """``max_l max|W_l|`` as a 0-d array (two reductions per matrix, no temporary of W's size)."""
+    out = None
+    for W in Ws:
+        m = xp.maximum(xp.max(W), -xp.min(W))
+        out = m if out is None else xp.maximum(out, m)
+    return out
+
+
+def _safe(xp: Any, x: Any, positive: Any) -> Any:
+    """``x`` where ``positive``, else 1: an argument for ``log``/division that never gives -inf or NaN."""
+    return xp.where(positive, x, xp.ones_like(x))
+
+
+def _safe_log(xp: Any, x: Any) -> Any:
+    """``log x`` for ``x > 0`` and ``0`` for ``x = 0`` (so that ``x log x = 0`` and ``sign(0)·log = 0``)."""
+    positive = x > 0
+    return xp.where(positive, xp.log(_safe(xp, x, positive)), xp.zeros_like(x))
+
+
+def _normalise(xp: Any, Ws: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """``(M, 1/M, M > 0)`` with ``M = max|W|`` over all matrices (``1/M := 1`` for all-zero weights).
+
+    Every regularizer works on ``W/M``: its entries lie in [-1, 1], so no sum of squares or of magnitudes can
+    overflow for any finite input, and the scale-invariant ones are then evaluated exactly as at ``W``.
+    """
+    M = _max_abs(xp, Ws)
+    nonzero = M > 0
+    return M, 1.0 / _safe(xp, M, nonzero), nonzero
+
+
+def _sum(xp: Any, values: Sequence[Any]) -> Any:
+    out = values[0]
+    for v in values[1:]:
+        out = out + v
+    return out
