@@ -52,6 +52,7 @@ REQUIRED_OPS = BITWISE_OPS | {
     "sparse.element_entropy",
     "sparse.hoyer_square",
     "sparse.group_hoyer_square",
+    "transformer.value_and_grad",
 }
 ULPS = 16
 

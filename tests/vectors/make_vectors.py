@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from refreg import cpr, pathprox, sparse
-from refreg.nn import MLP
+from refreg.nn import MLP, Transformer
 from refreg.optim import adam, adamw, sgd
 from refreg.testing.vectors import encode_tree, write_cases
 
@@ -101,6 +101,43 @@ def mlp_cases():
                 "mlp.value_and_grad",
                 hyper,
                 {"params": params, "x": x, "y": y},
+                {"value": np.asarray(value), "grads": grads},
+            )
+        )
+    return out
+
+
+# -------------------------------------------------------------------------------------------- transformer
+@op("transformer.value_and_grad")
+def transformer_cases():
+    out = []
+    for k, layer_norm in enumerate((False, True)):
+        hyper = {
+            "vocab_size": 7,
+            "seq_len": 3,
+            "d_model": 8,
+            "heads": 2,
+            "d_mlp": 12,
+            "n_layers": 1 + k,
+            "layer_norm": layer_norm,
+            "ln_eps": 1e-5,
+            "loss": "softmax_cross_entropy",
+        }
+        net = Transformer(**{key: v for key, v in hyper.items() if key != "loss"})
+        params = {key: np.round(v, 3) for key, v in net.init(rng=1200 + k).items()}
+        for i, key in enumerate(params):
+            if params[key].ndim == 1:  # biases and LayerNorm gains: away from their 0 / 1 init
+                params[key] = params[key] + draw(1210 + 10 * k + i, *params[key].shape, scale=0.1)
+        rng = np.random.default_rng(1250 + k)
+        tokens = rng.integers(0, 7, size=(4, 3)).astype(np.int64)
+        y = rng.integers(0, 7, size=4).astype(np.int64)
+        value, grads = net.value_and_grad(params, tokens, y)
+        out.append(
+            case(
+                f"layers{1 + k}_layer_norm_{layer_norm}",
+                "transformer.value_and_grad",
+                hyper,
+                {"params": params, "tokens": tokens, "y": y},
                 {"value": np.asarray(value), "grads": grads},
             )
         )
