@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from refreg._backend import get_namespace, is_array
+from refreg._backend import all_finite, get_namespace, is_array
 
 __all__ = [
     "check_bool",
@@ -87,7 +87,7 @@ def check_lr(lr: Any) -> float | Callable[[int], float]:
 def check_finite_array(name: str, x: Any) -> None:
     """Raise ``FloatingPointError`` if ``x`` holds NaN or inf (one reduction, one host sync)."""
     xp = get_namespace(x)
-    if not bool(xp.all(xp.isfinite(x))):
+    if not all_finite(x):
         n_bad = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int64)))
         raise FloatingPointError(f"{name} holds {n_bad} non-finite value(s) (NaN or inf)")
 
@@ -169,8 +169,6 @@ def check_buffers(
             raise ValueError(f"{where} must have shape {tuple(p.shape)}, got {tuple(b.shape)}")
         if b.dtype != p.dtype:
             raise ValueError(f"{where} must have its parameter's dtype {p.dtype}, got {b.dtype}")
-        xp = get_namespace(b)
-        ok = xp.all(b >= 0) & xp.all(xp.isfinite(b)) if nonnegative else xp.all(xp.isfinite(b))
-        if not bool(ok):
+        if not all_finite(b, nonnegative=nonnegative):
             expected = "finite and >= 0" if nonnegative else "finite"
             raise ValueError(f"{where} must be {expected}, got NaN, inf or a negative value")

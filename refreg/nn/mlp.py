@@ -54,21 +54,26 @@ def linear_forward(x: Any, W: Any, b: Any | None) -> tuple[Any, LinearCache]:
     """
     z = x @ W.T
     if b is not None:
-        z = z + b
+        z += b  # in place into the fresh product: the same sum without a second (n, n_out) array
     return z, LinearCache(x)
 
 
-def linear_backward(cache: LinearCache, W: Any, dz: Any) -> tuple[Any, Any, Any]:
+def linear_backward(
+    cache: LinearCache, W: Any, dz: Any, need_dx: bool = True
+) -> tuple[Any, Any, Any]:
     """Backward of ``Z = X @ W.T + b``: ``dX = dZ @ W``, ``dW = dZ.T @ X``, ``db = Σ_n dZ``.
+
+    ``need_dx=False`` skips ``dX`` (returned as None): the first layer's input gradient is a third of that
+    layer's backward work and a training step does not use it.
 
     Returns
     -------
-    dx : array of shape (n, n_in)
+    dx : array of shape (n, n_in), or None
     dW : array of shape (n_out, n_in)
     db : array of shape (n_out,)
     """
     xp = get_namespace(dz)
-    return dz @ W, dz.T @ cache.x, xp.sum(dz, axis=0)
+    return (dz @ W if need_dx else None), dz.T @ cache.x, xp.sum(dz, axis=0)
 
 
 class MLPCache(NamedTuple):
@@ -218,6 +223,12 @@ class MLP:
         grads : dict with the keys of ``params``
         grad_x : array of shape (n, sizes[0]), ``dL/dX``
         """
+        return self._backward(params, cache, grad_out, need_grad_x=True)
+
+    def _backward(
+        self, params: Mapping[str, Any], cache: MLPCache, grad_out: Any, need_grad_x: bool
+    ) -> tuple[dict[str, Any], Any]:
+        """:meth:`backward`; without ``need_grad_x`` the input gradient is not computed (None)."""
         out = cache.a[-1]
         if tuple(grad_out.shape) != tuple(out.shape):
             raise ValueError(
@@ -228,7 +239,7 @@ class MLP:
         delta = grad_out
         for i in reversed(range(self.n_layers)):
             W = params[self.weight_name(i)]
-            dx, dW, db = linear_backward(cache.linear[i], W, delta)
+            dx, dW, db = linear_backward(cache.linear[i], W, delta, need_dx=i > 0 or need_grad_x)
             grads[self.weight_name(i)] = dW
             if self.bias:
                 grads[self.bias_name(i)] = db
@@ -258,7 +269,7 @@ class MLP:
         out, cache = self.forward(params, x)
         value, grad_out = loss_fn(out, y)
         check_finite_loss(value, y)
-        grads, _ = self.backward(params, cache, grad_out)
+        grads, _ = self._backward(params, cache, grad_out, need_grad_x=False)
         return value, grads
 
     def predict(self, params: Mapping[str, Any], x: Any) -> Any:

@@ -8,6 +8,10 @@ An optimizer is a frozen object; ``init(params) -> state`` and
 raises (bad keys, shapes, dtypes, a NaN gradient) leaves parameters and state exactly as they were.
 State is a ``NamedTuple`` of a step counter and dicts of arrays keyed like ``params``:
 ``refreg.io.save``/``load`` round-trip it exactly.
+
+``update(..., donate=True)`` is the opt-in in-place form (the caller gives up ``params`` and the state's
+buffers, which receive the new values): the same numbers bit for bit, computed by the fused kernels of
+:mod:`refreg.optim._fused` without allocating; see there for the rules.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from refreg._validation import (
     check_step,
 )
 from refreg.io import register_state
+from refreg.optim._fused import adam_into, assign_into, check_donation, sgd_into
 from refreg.optim.schedules import Schedule, current_lr
 
 __all__ = [
@@ -136,15 +141,26 @@ class SGD:
         return SGDState(step=0, momentum_buffer=buffers)
 
     def update(
-        self, grads: Mapping[str, Any], state: SGDState, params: Mapping[str, Any]
+        self,
+        grads: Mapping[str, Any],
+        state: SGDState,
+        params: Mapping[str, Any],
+        *,
+        donate: bool = False,
     ) -> tuple[Params, SGDState]:
-        """One SGD step (see the class docstring); raises before computing on bad input."""
+        """One SGD step (see the class docstring); raises before computing on bad input.
+
+        ``donate=True``: ``params`` and the momentum buffers are overwritten with the results and returned
+        (bitwise the same values as the pure update; module docstring).
+        """
         xp = _check_params_and_grads(grads, params)
         step = check_state_matches(
             state, params if self.momentum else {}, SGDState, "momentum_buffer"
         )
         lr = current_lr(self.lr, step)
         kernel = partial(_sgd_kernel, xp, self, lr, step == 0)
+        if donate:
+            return self._update_donated(xp, kernel, lr, step, grads, state, params)
         new_params, new_buffers = {}, {}
         for key, p in params.items():
             if self.momentum:
@@ -154,6 +170,25 @@ class SGD:
             else:
                 new_params[key] = elementwise(kernel, p, grads[key])
         return new_params, SGDState(step=step + 1, momentum_buffer=new_buffers)
+
+    def _update_donated(
+        self, xp, kernel, lr, step, grads, state, params
+    ) -> tuple[Params, SGDState]:
+        """The SGD step written into ``params`` and the momentum buffers (speed path, :mod:`._fused`)."""
+        buffers = state.momentum_buffer
+        fused = check_donation(xp, grads, params, *((buffers,) if self.momentum else ()))
+        first = step == 0
+        for key, p in params.items():
+            buf = buffers[key] if self.momentum else None
+            if fused:
+                sgd_into(self, lr, first, p, grads[key], buf, p, buf)
+            elif self.momentum:
+                new_p, new_b = elementwise(kernel, p, grads[key], buf, n_out=2)
+                assign_into(p, new_p)
+                assign_into(buf, new_b)
+            else:
+                assign_into(p, elementwise(kernel, p, grads[key]))
+        return dict(params), SGDState(step=step + 1, momentum_buffer=dict(buffers))
 
 
 @register_state("AdamState")
@@ -212,9 +247,18 @@ class Adam:
         )
 
     def update(
-        self, grads: Mapping[str, Any], state: AdamState, params: Mapping[str, Any]
+        self,
+        grads: Mapping[str, Any],
+        state: AdamState,
+        params: Mapping[str, Any],
+        *,
+        donate: bool = False,
     ) -> tuple[Params, AdamState]:
-        """One Adam/AdamW step (see the class docstring); raises before computing on bad input."""
+        """One Adam/AdamW step (see the class docstring); raises before computing on bad input.
+
+        ``donate=True``: ``params`` and the moments m, v are overwritten with the results and returned
+        (bitwise the same values as the pure update; module docstring).
+        """
         xp = _check_params_and_grads(grads, params)
         step = check_state_matches(
             state, params, AdamState, "exp_avg", "exp_avg_sq", nonnegative=("exp_avg_sq",)
@@ -229,9 +273,7 @@ class Adam:
         w = 1.0 - beta1
         new_params, new_m, new_v = {}, {}, {}
         decoupled = self.decoupled_weight_decay and self.weight_decay
-        kernel = partial(
-            _adam_kernel,
-            xp,
+        scalars = (
             (1.0 - lr * self.weight_decay) if decoupled else None,
             0.0 if decoupled else self.weight_decay,
             w,
@@ -240,6 +282,9 @@ class Adam:
             self.eps,
             step_size,
         )
+        kernel = partial(_adam_kernel, xp, *scalars)
+        if donate:
+            return _adam_donated(xp, kernel, scalars, t, grads, state, params)
         for key, p in params.items():
             new_params[key], new_m[key], new_v[key] = elementwise(
                 kernel, p, grads[key], state.exp_avg[key], state.exp_avg_sq[key], n_out=3
@@ -259,6 +304,21 @@ def _check_decay_factor(lr: float, weight_decay: float) -> None:
             f"weight_decay must satisfy lr·weight_decay <= 1 (AdamW's decay factor 1 - lr·wd would be "
             f"negative), got lr={lr!r}, weight_decay={weight_decay!r}"
         )
+
+
+def _adam_donated(xp, kernel, scalars, t, grads, state, params) -> tuple[Params, AdamState]:
+    """The Adam step written into ``params`` and the moments (speed path, :mod:`._fused`)."""
+    m_all, v_all = state.exp_avg, state.exp_avg_sq
+    fused = check_donation(xp, grads, params, m_all, v_all)
+    for key, p in params.items():
+        m, v = m_all[key], v_all[key]
+        if fused:
+            adam_into(scalars, p, grads[key], m, v, p, m, v)
+        else:
+            new = elementwise(kernel, p, grads[key], m, v, n_out=3)
+            for target, value in zip((p, m, v), new, strict=True):
+                assign_into(target, value)
+    return dict(params), AdamState(step=t, exp_avg=dict(m_all), exp_avg_sq=dict(v_all))
 
 
 def _sgd_kernel(xp, opt, lr, first, p, g, buf=None):

@@ -1,0 +1,165 @@
+"""The optimizers' speed path: fused block-wise kernels that write into given buffers (``donate=True``).
+
+The reference kernels in :mod:`refreg.optim.optimizers` document the maths: one expression per line, every
+operator a new array. NumPy evaluates each operator as a separate pass, so the reference Adam step allocates a
+dozen temporaries (per cache block) and three fresh outputs per parameter tensor; a fresh 48 MB output costs a
+page fault per 4 KiB page on first touch. The kernels here perform *the same floating-point operations on the
+same operands in the same order* (only commutative swaps such as ``w·x`` for ``x·w``), each with ``out=`` into
+one of two scratch blocks or into the output, so their results are bit for bit those of the reference
+(``tests/test_optim_fused.py`` checks it) while nothing of the arrays' size is allocated.
+
+``update(..., donate=True)`` uses them with the outputs being the donated parameters and state buffers
+themselves: the caller gives those arrays up, they are overwritten with the new values and returned. This is the
+opt-in, in-place analogue of ``torch.optim``'s ``step()``; the default pure update is unchanged.
+
+Donation rules (checked before anything is written): every donated array is a writeable array, no two donated
+arrays of one parameter are the same memory, and no gradient overlaps a donated array. NumPy arrays in C order
+go through the fused kernels; other arrays (CuPy, ``array_api_strict``, strided NumPy views) get the reference
+result assigned into them (``buf[...] = new``), so ``donate=True`` means the same thing on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from refreg._backend import blockwise_into
+
+__all__ = ["adam_kernel_into", "assign_into", "check_donation", "sgd_kernel_into"]
+
+
+def check_donation(
+    xp: Any, grads: Mapping[str, Any], params: Mapping[str, Any], *buffers: Mapping[str, Any]
+) -> bool:
+    """Check that ``params`` and the state ``buffers`` can be donated; True if the fused NumPy path applies.
+
+    Raises
+    ------
+    ValueError
+        A donated array is read-only, is used twice, or overlaps another donated array of its parameter or the
+        parameter's gradient (the in-place result would then be wrong); nothing has been written.
+    """
+    fused = array_api_compat.is_numpy_namespace(xp)
+    seen: set[int] = set()
+    for key, p in params.items():
+        donated = [("params", p)] + [("state", b[key]) for b in buffers]
+        for where, a in donated:
+            if id(a) in seen:
+                raise ValueError(
+                    f"donate=True: {where}[{key!r}] is an array used twice among the donated arrays"
+                )
+            seen.add(id(a))
+            if isinstance(a, np.ndarray):
+                if not a.flags.writeable:
+                    raise ValueError(
+                        f"donate=True needs writeable arrays; {where}[{key!r}] is read-only"
+                    )
+                fused = fused and a.flags.c_contiguous
+        if isinstance(p, np.ndarray):
+            arrays = [a for _, a in donated] + [grads[key]]
+            for i in range(len(arrays)):
+                for j in range(i + 1, len(arrays)):
+                    if np.may_share_memory(arrays[i], arrays[j]):
+                        raise ValueError(
+                            f"donate=True: the donated arrays of {key!r} and its gradient must not overlap"
+                        )
+    return fused
+
+
+def assign_into(target: Any, value: Any) -> Any:
+    """``target[...] = value`` and return ``target``: the donated update on backends without the fused path."""
+    target[...] = value
+    return target
+
+
+def adam_kernel_into(
+    decay, l2, w, beta2, bias_correction2_sqrt, eps, step_size, p, g, m, v, op, om, ov, t1, t2
+) -> None:
+    """``optimizers._adam_kernel`` on one block, writing theta, m, v into ``op, om, ov`` (may be p, m, v).
+
+    Same operations and order as the reference; ``t1``, ``t2`` are scratch blocks. Every aliased input block
+    is read before its output block is written.
+    """
+    if decay is not None:
+        np.multiply(p, decay, out=op)  # p·(1 − lr·wd)
+        p = op
+    if l2:
+        np.multiply(p, l2, out=t2)
+        np.add(g, t2, out=t2)  # g + wd·p
+        g = t2
+    np.subtract(g, m, out=t1)
+    if w < 0.5:  # torch's lerp, as in the reference
+        np.multiply(t1, w, out=t1)
+        np.add(m, t1, out=om)  # m + w·(g − m)
+    else:
+        np.multiply(t1, 1.0 - w, out=t1)
+        np.subtract(g, t1, out=om)  # g − (g − m)·(1 − w)
+    np.multiply(g, 1.0 - beta2, out=t1)
+    np.multiply(t1, g, out=t1)  # (1 − β2)·g·g
+    np.multiply(v, beta2, out=ov)
+    np.add(ov, t1, out=ov)  # β2·v + (1 − β2)·g·g
+    np.sqrt(ov, out=t1)
+    np.divide(t1, bias_correction2_sqrt, out=t1)
+    np.add(t1, eps, out=t1)  # denom
+    np.multiply(om, -step_size, out=t2)
+    np.divide(t2, t1, out=t2)
+    np.add(p, t2, out=op)  # p + (−step_size)·m / denom
+
+
+def adam_into(scalars: tuple, p, g, m, v, op, om, ov) -> None:
+    """The fused Adam step of one tensor into ``op, om, ov`` (block by block)."""
+
+    def kernel(p, g, m, v, op, om, ov, t1, t2):
+        adam_kernel_into(*scalars, p, g, m, v, op, om, ov, t1, t2)
+
+    blockwise_into(kernel, (p, g, m, v), (op, om, ov), n_scratch=2)
+
+
+def sgd_kernel_into(opt, lr, first, p, g, buf, op, ob, t1, t2) -> None:
+    """``optimizers._sgd_kernel`` on one block, writing theta (and the buffer) into ``op`` (and ``ob``).
+
+    ``buf``/``ob`` are None without momentum. Same operations and order as the reference.
+    """
+    d = g
+    if opt.weight_decay:
+        np.multiply(p, opt.weight_decay, out=t2)
+        np.add(g, t2, out=t2)  # g + wd·p
+        d = t2
+    if opt.momentum:
+        if first:
+            np.copyto(ob, d)  # torch: the first buffer is a copy of d, undamped
+        else:
+            np.multiply(buf, opt.momentum, out=ob)
+            np.multiply(d, 1.0 - opt.dampening, out=t1)
+            np.add(ob, t1, out=ob)  # momentum·buf + (1 − dampening)·d
+        if opt.nesterov:
+            np.multiply(ob, opt.momentum, out=t1)
+            np.add(d, t1, out=t1)  # d + momentum·buf
+            d = t1
+        else:
+            d = ob
+    np.multiply(d, lr, out=t1)
+    np.subtract(p, t1, out=op)  # p − lr·d
+
+
+def sgd_into(opt, lr: float, first: bool, p, g, buf, op, ob) -> None:
+    """The fused SGD step of one tensor into ``op`` (and ``ob`` with momentum), block by block."""
+    if opt.momentum:
+        blockwise_into(
+            lambda p, g, b, op, ob, t1, t2: sgd_kernel_into(
+                opt, lr, first, p, g, b, op, ob, t1, t2
+            ),
+            (p, g, buf),
+            (op, ob),
+            n_scratch=2,
+        )
+    else:
+        blockwise_into(
+            lambda p, g, op, t1, t2: sgd_kernel_into(opt, lr, first, p, g, None, op, None, t1, t2),
+            (p, g),
+            (op,),
+            n_scratch=2,
+        )

@@ -1,0 +1,125 @@
+"""The optimizers' speed path (``update(..., donate=True)``, fused block-wise kernels) against the pure update.
+
+Bitwise: the fused kernels perform the reference's operations in the reference's order, so every parameter and
+state buffer must have exactly the same bytes after several steps, for float32 and float64, for block sizes that
+split the tensors unevenly, and on every backend (the fallback assigns the reference result).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_optim import REFREG_OPTIMIZERS
+
+from refreg import _backend
+from refreg._backend import to_numpy
+
+
+def _problem(xp, dtype, seed=0, n_steps=4):
+    rng = np.random.default_rng(seed)
+    shapes = {"w": (37, 29), "b": (29,), "s": (1,)}
+    params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    grads = [
+        {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()} for _ in range(n_steps)
+    ]
+    conv = lambda d: {k: xp.asarray(v) for k, v in d.items()}  # noqa: E731
+    return conv(params), [conv(g) for g in grads]
+
+
+def _state_arrays(state):
+    out = {}
+    for field in state._fields:
+        value = getattr(state, field)
+        if isinstance(value, dict):
+            out.update({f"{field}/{k}": v for k, v in value.items()})
+    return out
+
+
+def _same_bytes(a, b):
+    a, b = np.asarray(to_numpy(a)), np.asarray(to_numpy(b))
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _copy(xp, d):
+    return {k: xp.asarray(v, copy=True) for k, v in d.items()}
+
+
+def _copy_state(xp, state):
+    return state._replace(
+        **{
+            f: _copy(xp, getattr(state, f))
+            for f in state._fields
+            if isinstance(getattr(state, f), dict)
+        }
+    )
+
+
+@pytest.mark.parametrize("block", [64, 10**9])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(REFREG_OPTIMIZERS))
+def test_donated_update_is_bitwise_the_pure_update(name, dtype, block, monkeypatch):
+    monkeypatch.setattr(_backend, "FUSED_BLOCK", block)
+    opt = REFREG_OPTIMIZERS[name]()
+    params, grads = _problem(np, dtype)
+    pure_p, pure_s = params, opt.init(params)
+    don_p, don_s = _copy(np, params), _copy_state(np, opt.init(params))
+    for g in grads:
+        pure_p, pure_s = opt.update(g, pure_s, pure_p)
+        arrays_before = {k: id(v) for k, v in {**don_p, **_state_arrays(don_s)}.items()}
+        don_p, don_s = opt.update(g, don_s, don_p, donate=True)
+        # the donated arrays themselves hold the result
+        arrays_after = {k: id(v) for k, v in {**don_p, **_state_arrays(don_s)}.items()}
+        assert arrays_after == arrays_before
+        assert don_s.step == pure_s.step
+        for key in params:
+            assert _same_bytes(don_p[key], pure_p[key]), key
+        pure_arrays = _state_arrays(pure_s)
+        for key, value in _state_arrays(don_s).items():
+            assert _same_bytes(value, pure_arrays[key]), key
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "adamw"])
+def test_donated_update_on_every_backend(name, xp):
+    opt = REFREG_OPTIMIZERS[name]()
+    params, grads = _problem(xp, "float64")
+    pure_p, pure_s = params, opt.init(params)
+    don_p, don_s = _copy(xp, params), _copy_state(xp, opt.init(params))
+    for g in grads:
+        pure_p, pure_s = opt.update(g, pure_s, pure_p)
+        don_p, don_s = opt.update(g, don_s, don_p, donate=True)
+    for key in params:
+        assert _same_bytes(don_p[key], pure_p[key])
+
+
+def test_strided_arrays_take_the_reference_result():
+    opt = REFREG_OPTIMIZERS["adam_l2"]()
+    params, grads = _problem(np, "float32")
+    pure_p, pure_s = opt.update(grads[0], opt.init(params), params)
+    # Fortran-ordered copies: not C-contiguous, so the fused kernels do not apply; the result is assigned
+    don_p = {k: np.asfortranarray(v) for k, v in params.items()}
+    state = opt.init(don_p)
+    don_p, don_s = opt.update(grads[0], state, don_p, donate=True)
+    for key in params:
+        assert _same_bytes(np.ascontiguousarray(don_p[key]), pure_p[key])
+        assert _same_bytes(np.ascontiguousarray(don_s.exp_avg_sq[key]), pure_s.exp_avg_sq[key])
+
+
+def test_donation_errors_leave_everything_untouched():
+    opt = REFREG_OPTIMIZERS["adam"]()
+    params, grads = _problem(np, "float32")
+    state = opt.init(params)
+    snapshot = {k: v.copy() for k, v in params.items()}
+    params["b"].flags.writeable = False
+    with pytest.raises(ValueError, match=r"read-only"):
+        opt.update(grads[0], state, params, donate=True)
+    params["b"].flags.writeable = True
+    aliased = dict(grads[0], w=params["w"])
+    with pytest.raises(ValueError, match=r"must not overlap"):
+        opt.update(aliased, state, params, donate=True)
+    twice = state._replace(exp_avg=dict(state.exp_avg, w=state.exp_avg_sq["w"]))
+    with pytest.raises(ValueError, match=r"used twice"):
+        opt.update(grads[0], twice, params, donate=True)
+    for key, value in params.items():
+        np.testing.assert_array_equal(value, snapshot[key])
+    for buffers in (state.exp_avg, state.exp_avg_sq):
+        assert all(not np.any(b) for b in buffers.values())

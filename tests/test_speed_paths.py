@@ -1,0 +1,91 @@
+"""Speed paths of the nets against their plain versions, bit for bit (the optimizers': test_optim_fused.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from refreg import MLP
+from refreg.nn.activations import ACTIVATIONS, zero_where_numpy
+
+SPECIALS = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 1e-45, -1e-45, 1.0, -1.0]
+
+
+def _arrays(dtype):
+    return hnp.arrays(
+        dtype,
+        hnp.array_shapes(min_dims=1, max_dims=3, max_side=9),
+        elements=st.one_of(
+            st.sampled_from(SPECIALS), st.floats(width=8 * np.dtype(dtype).itemsize)
+        ),
+    )
+
+
+def _bits(a):
+    return a.view(f"u{a.dtype.itemsize}")
+
+
+@given(st.sampled_from(["float32", "float64"]).flatmap(lambda d: st.tuples(_arrays(d), _arrays(d))))
+def test_zero_where_is_bitwise_numpy_where(pair):
+    z, da = pair
+    da = np.resize(da, z.shape).astype(z.dtype)
+    for cond in (z < 0, z <= 0):
+        expected = np.where(cond, np.zeros_like(z), z)
+        np.testing.assert_array_equal(_bits(zero_where_numpy(cond, z)), _bits(expected))
+        expected = np.where(cond, np.zeros_like(da), da)
+        np.testing.assert_array_equal(_bits(zero_where_numpy(cond, da)), _bits(expected))
+
+
+def test_relu_speed_path_is_the_reference_on_special_values():
+    relu = ACTIVATIONS["relu"]
+    z = np.array(SPECIALS * 3, dtype=np.float32).reshape(5, 6)
+    da = np.array(SPECIALS[::-1] * 3, dtype=np.float32).reshape(5, 6)
+    a = relu.forward(z)
+    assert a.dtype == np.float32 and a.shape == z.shape
+    np.testing.assert_array_equal(_bits(a), _bits(np.where(z < 0, np.zeros_like(z), z)))
+    dz = relu.backward(z, a, da)
+    np.testing.assert_array_equal(_bits(dz), _bits(np.where(z <= 0, np.zeros_like(da), da)))
+    # a strided (non-contiguous) input takes the same path and the same bits
+    np.testing.assert_array_equal(_bits(relu.forward(z.T)), _bits(a.T))
+
+
+def test_value_and_grad_skips_only_the_input_gradient():
+    net = MLP([7, 6, 5, 3])
+    params = net.init(rng=0, dtype="float32")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((9, 7)).astype(np.float32)
+    y = rng.integers(0, 3, size=9)
+    from refreg.nn.losses import softmax_cross_entropy
+
+    out, cache = net.forward(params, x)
+    value, grad_out = softmax_cross_entropy(out, y)
+    grads_full, grad_x = net.backward(params, cache, grad_out)
+    assert grad_x.shape == x.shape
+    value2, grads = net.value_and_grad(params, x, y)
+    assert _bits(np.asarray(value2)).tobytes() == _bits(np.asarray(value)).tobytes()
+    for key in params:
+        assert grads[key].dtype == np.float32
+        np.testing.assert_array_equal(_bits(grads[key]), _bits(grads_full[key]))
+
+
+@given(
+    st.sampled_from(["float32", "float64"]).flatmap(_arrays),
+    st.booleans(),
+    st.sampled_from(["C", "F"]),
+)
+def test_all_finite_is_the_exact_test(x, nonnegative, order):
+    from refreg._backend import all_finite
+
+    x = np.asarray(x, order=order)
+    expected = bool(np.all(np.isfinite(x)) and (not nonnegative or np.all(x >= 0)))
+    assert all_finite(x, nonnegative=nonnegative) is expected
+
+
+def test_all_finite_when_squares_overflow():
+    from refreg._backend import all_finite
+
+    x = np.full(10, 3e38, dtype=np.float32)  # finite, but x·x overflows: the exact test decides
+    assert all_finite(x) and all_finite(x, nonnegative=True)
+    assert not all_finite(-x, nonnegative=True)
