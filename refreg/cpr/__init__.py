@@ -30,20 +30,58 @@ The λ-update is the projected dual ascent of the augmented Lagrangian (paper Ap
 ``lam* = (lam + mu·c(theta))⁺`` with ``c = R − kappa``.
 """
 
-from refreg.cpr.kappa import KAPPA_INITS, KAPPA_UNSET
+from refreg.cpr.constraint import constraint_step, fast_measure_value, plain_constraint_step
+from refreg.cpr.detector import GROWTH_FLOOR, DetectorState, inflection_point_step
+from refreg.cpr.kappa import (
+    KAPPA_INITS,
+    KAPPA_UNSET,
+    Dependent,
+    InflectionPoint,
+    KappaInit,
+    Uniform,
+    WarmStart,
+    kappa_strategy,
+)
 from refreg.cpr.measures import MEASURES, measure_grad, measure_value
 from refreg.cpr.optimizer import CPR, CPRState, adam_cpr, cpr
-from refreg.cpr.selection import default_regularize
+from refreg.cpr.scalars import (
+    SCALAR_DTYPES,
+    Float32ReleaseScalars,
+    Float64Scalars,
+    ScalarPolicy,
+    round_to_dtype,
+    scalar_policy,
+)
+from refreg.cpr.selection import default_regularize, select_regularized
 
 __all__ = [
     "CPR",
+    "GROWTH_FLOOR",
     "KAPPA_INITS",
     "KAPPA_UNSET",
     "MEASURES",
+    "SCALAR_DTYPES",
     "CPRState",
+    "Dependent",
+    "DetectorState",
+    "Float32ReleaseScalars",
+    "Float64Scalars",
+    "InflectionPoint",
+    "KappaInit",
+    "ScalarPolicy",
+    "Uniform",
+    "WarmStart",
     "adam_cpr",
+    "constraint_step",
     "cpr",
     "default_regularize",
+    "fast_measure_value",
+    "inflection_point_step",
+    "kappa_strategy",
     "measure_grad",
     "measure_value",
+    "plain_constraint_step",
+    "round_to_dtype",
+    "scalar_policy",
+    "select_regularized",
 ]
