@@ -28,6 +28,7 @@ group-soft-threshold ``v_k`` by ``τ = λ·lr``, which sets whole units to exact
 """
 
 from refreg.pathprox.balance import balance_layers, balance_units
+from refreg.pathprox.fused import fused_balance_then_prox
 from refreg.pathprox.groups import Group, Groups, check_groups, pair_groups, unit_norms
 from refreg.pathprox.optimizer import PathProx, PathProxState, pathprox, sgd_weight_decay
 from refreg.pathprox.penalties import (
@@ -42,6 +43,7 @@ from refreg.pathprox.prox import (
     project_unit_sphere,
     prox_norm_product,
 )
+from refreg.pathprox.reference import balance_then_prox
 
 __all__ = [
     "SPHERE_EPS",
@@ -51,8 +53,10 @@ __all__ = [
     "PathProxState",
     "active_units",
     "balance_layers",
+    "balance_then_prox",
     "balance_units",
     "check_groups",
+    "fused_balance_then_prox",
     "group_soft_threshold",
     "pair_groups",
     "path_norm",

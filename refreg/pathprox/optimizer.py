@@ -14,16 +14,16 @@ from refreg._validation import (
 )
 from refreg.optim.optimizers import check_state_matches
 from refreg.optim.schedules import Schedule, current_lr
-from refreg.pathprox.balance import _check_chain, _layer_scales
+from refreg.pathprox.balance import _check_chain
+from refreg.pathprox.fused import fused_balance_then_prox
 from refreg.pathprox.groups import (
     Groups,
     Params,
     _check_finite_params,
     _check_lam,
-    _unit_norms,
     check_groups,
 )
-from refreg.pathprox.prox import SPHERE_EPS, _norm_product_factors, _shrink_factor
+from refreg.pathprox.reference import balance_then_prox
 
 
 class PathProxState(NamedTuple):
@@ -50,8 +50,9 @@ class PathProx:
        :func:`group_soft_threshold` of the columns of V; ``"joint"``: :func:`prox_norm_product` on
        ``(W, V)`` (``[W, b]`` with ``regularize_bias``).
 
-    Steps 2 and 3 are fused into one rescaling of each array (same values as the composition up to
-    rounding). Use :func:`pathprox` and :func:`sgd_weight_decay` to build one.
+    :meth:`reference_update` is this box line by line (:mod:`refreg.pathprox.reference`); :meth:`update`, the
+    one to train with, fuses steps 2 and 3 into one rescaling of each array (:mod:`refreg.pathprox.fused`;
+    equal up to rounding). Use :func:`pathprox` and :func:`sgd_weight_decay` to build one.
     """
 
     lr: float | Schedule
@@ -94,7 +95,58 @@ class PathProx:
     def update(
         self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any]
     ) -> tuple[Params, PathProxState]:
-        """``(new_params, new_state)``; the arguments are not modified and a failed call changes nothing."""
+        """One PathProx step, steps 2–3 fused (the speed path); equal to :meth:`reference_update` up to rounding.
+
+        Returns ``(new_params, new_state)``; the arguments are not modified and a failed call changes nothing.
+        """
+        xp, lr, balance = self._check(grads, state, params)
+        # 1. θ ← θ − γ·(∇L + λ·θ_decayed), torch-style momentum
+        new_params, buffers = self._gradient_step(grads, state, params, lr)
+        # 2–3. layer balance, then the prox with τ = λγ: one rescaling per array (refreg.pathprox.fused)
+        if self.prox != "none":
+            new_params = fused_balance_then_prox(
+                xp,
+                new_params,
+                self.groups,
+                self.lam * lr,
+                prox=self.prox,
+                balance=balance,
+                regularize_bias=self.regularize_bias,
+            )
+        return new_params, PathProxState(step=state.step + 1, momentum_buffer=buffers)
+
+    def reference_update(
+        self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any]
+    ) -> tuple[Params, PathProxState]:
+        """One PathProx step as the algorithm box states it (Yang et al. 2022; the authors' README and
+        ``regularize.py``): each line one public operator (:mod:`refreg.pathprox.reference`).
+
+        .. math::
+            θ ← θ − γ(∇L + λθ_{other});\\quad θ ← \\text{balance\\_layers}(θ);\\quad
+            (w_k, v_k) ← \\text{prox}_{τ}(w_k, v_k),\\ τ = λγ
+
+        Same arguments, checks and state as :meth:`update`; slower (one pass per operator).
+        """
+        xp, lr, balance = self._check(grads, state, params)
+        # 1. θ ← θ − γ·(∇L + λ·θ_decayed), torch-style momentum
+        new_params, buffers = self._gradient_step(grads, state, params, lr)
+        # 2. layer balance; 3. the prox with τ = λγ on every unit
+        if self.prox != "none":
+            new_params = balance_then_prox(
+                xp,
+                new_params,
+                self.groups,
+                self.lam * lr,
+                prox=self.prox,
+                balance=balance,
+                regularize_bias=self.regularize_bias,
+            )
+        return new_params, PathProxState(step=state.step + 1, momentum_buffer=buffers)
+
+    def _check(
+        self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any]
+    ) -> tuple[Any, float, bool]:
+        """Validate the arguments; returns ``(xp, γ_t, whether to balance)``."""
         xp = check_groups(params, self.groups)
         check_grads(grads, params)
         _check_finite_params(params)
@@ -104,8 +156,12 @@ class PathProx:
         balance = self.layer_balance and not self.regularize_bias and self.prox != "none"
         if balance:
             _check_chain(params, self.groups)
-        lr = current_lr(self.lr, state.step)
+        return xp, current_lr(self.lr, state.step), balance
 
+    def _gradient_step(
+        self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any], lr: float
+    ) -> tuple[Params, dict[str, Any]]:
+        """``d = ∇L + λθ`` on the decayed keys, ``buf ← momentum·buf + d`` (torch SGD), ``θ ← θ − γ·d``."""
         decayed = set(self._decayed_keys())
         new_params, new_buffers = {}, {}
         for key, p in params.items():
@@ -120,47 +176,7 @@ class PathProx:
             step = d * (-lr)
             step += p
             new_params[key] = step
-        if self.prox != "none":
-            new_params = self._prox_step(xp, new_params, self.lam * lr, balance)
-        return new_params, PathProxState(step=state.step + 1, momentum_buffer=new_buffers)
-
-    def _prox_step(self, xp: Any, params: Params, tau: float, balance: bool) -> Params:
-        """Layer balance then the prox, fused into one rescaling per array (rows of W, columns of V, biases).
-
-        Balance multiplies V_g's columns by ``s_g/s_{g-1}`` and W_g's bias by ``s_{g-1}``; the prox then
-        multiplies row k of W_g by ``fw_k`` and column k of V_g by ``fv_k``, both computed from the balanced
-        norms (W's norms are not changed by the balance). ``params`` must be this update's own fresh arrays:
-        they are rescaled in place.
-        """
-        groups, n_pairs = self.groups, len(self.groups.pairs)
-        norms = _unit_norms(xp, params, groups, self.regularize_bias)
-        balanced = balance and n_pairs > 1
-        if balanced:
-            scales = _layer_scales(xp, [xp.sum(nw * nv) for nw, nv in norms])
-        out = dict(params)
-        for g, (pair, (nw, nv)) in enumerate(zip(groups.pairs, norms, strict=True)):
-            column: Any = 1.0
-            bias_factor: Any = 1.0
-            if balanced:
-                prev = scales[g - 1] if g else 1.0
-                column, bias_factor = scales[g] / prev, prev
-                nv = nv * column
-                if pair.v_bias is not None and g + 1 < n_pairs:
-                    out[pair.v_bias] = params[pair.v_bias] * scales[g]
-            if self.prox == "sphere":
-                fw = 1.0 / xp.clip(nw, min=SPHERE_EPS)
-                fv = _shrink_factor(xp, nv, tau)
-            else:
-                fw, fv = _norm_product_factors(xp, nw, nv, tau)
-            if self.prox == "sphere" or self.regularize_bias:
-                # the bias follows its row; the joint prox leaves an unregularized bias alone
-                bias_factor = bias_factor * fw
-            # in place: these arrays are the fresh results of this update's SGD step, owned here
-            out[pair.w] *= fw[:, None]
-            out[pair.v] *= (fv * column)[None, :]
-            if pair.w_bias is not None and (balanced or not isinstance(bias_factor, float)):
-                out[pair.w_bias] *= bias_factor
-        return out
+        return new_params, new_buffers
 
 
 def pathprox(
