@@ -8,6 +8,12 @@
 - ``refreg.io``: exact ``.npz`` checkpoints of parameters and optimizer state.
 - ``refreg.data``: modular addition, teacher-student, bundled digits, local MNIST.
 - ``refreg.training``: the shared minibatch loop.
+
+Naming: ``refreg.cpr``, ``refreg.pathprox`` and ``refreg.sparse`` are always the subpackages (so
+``from refreg import cpr`` gives the module); each method's optimizer factory has the method's name inside it:
+``refreg.cpr.cpr(base, ...)`` wraps any optimizer with CPR, ``refreg.pathprox.pathprox(lr, lam, groups=...)``.
+The top level exports ready-to-use optimizers as functions named after the optimizer: ``refreg.sgd``,
+``refreg.adam``, ``refreg.adamw`` and ``refreg.adam_cpr(...)`` (the same function as ``refreg.cpr.adam_cpr``).
 """
 
 from refreg import cpr, data, io, nn, optim, pathprox, sparse, training

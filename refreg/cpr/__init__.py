@@ -1,5 +1,9 @@
 """CPR: constrained parameter regularization (Franke et al., NeurIPS 2024, arXiv 2311.09058).
 
+J. K. H. Franke, M. Hefenbrock, G. Koehler, F. Hutter, "Improving Deep Learning Optimization through Constrained
+Parameter Regularization", NeurIPS 2024 (arXiv 2311.09058; v1 "Constrained Parameter Regularization"), and the
+authors' release ``pytorch-cpr`` 0.3.1 (``AdamCPR``).
+
 CPR replaces weight decay by one inequality constraint per regularized parameter tensor and enforces it with a
 Lagrange multiplier that a dual (augmented-Lagrangian) step updates after every optimizer step.
 

@@ -151,9 +151,15 @@ class MLP:
     ) -> dict[str, Any]:
         """PyTorch's default ``nn.Linear`` initialisation, drawn on the host.
 
-        ``W_i, b_i ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (kaiming_uniform with a = sqrt(5)), drawn in float64 in
-        the order weight, bias per layer, cast to ``dtype`` and moved to ``xp``. ``scale`` multiplies the
-        weights only (e.g. 12x for grokking, as in Omnigrok); biases keep the default range.
+        ``W_i, b_i ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (kaiming_uniform with a = sqrt(5)), cast to ``dtype``
+        and moved to ``xp``. ``scale`` multiplies the weights only (e.g. 12x for grokking, as in Omnigrok);
+        biases keep the default range. The distribution is PyTorch's; the random stream is NumPy's.
+
+        Random draws, so that a port can reproduce an initialization: ``gen = numpy.random.default_rng(rng)``
+        for an int or None (a ``Generator`` is used as given, and advances); then for each layer
+        ``i = 0, 1, ...`` in order, with ``bound = 1/sqrt(sizes[i])``:
+        ``W_i = gen.uniform(-bound, bound, size=(sizes[i+1], sizes[i])) * scale`` (float64, row-major (out, in)),
+        then, if ``bias``, ``b_i = gen.uniform(-bound, bound, size=(sizes[i+1],))``. Nothing else is drawn.
         """
         gen = as_generator(rng)
         scale = check_positive("scale", scale)

@@ -1,8 +1,8 @@
 """PathProx: proximal training of the norm-product (ℓ₂ path norm) objective, and its equivalence to weight decay.
 
-Yang, Gunasekar, Zhou, Tang, Wang, Srebro, Ghahramani, "PathProx: A Proximal Gradient Algorithm for Weight
-Decay Regularized Deep Neural Networks" (arXiv 2210.03069; v1 "A Better Way to Decay", NeurIPS'22 OPT
-workshop), and the authors' code ``github.com/Leiay/PathProx`` (``regularize.py``, ``regularize_func.py``).
+L. Yang, J. Zhang, J. Shenouda, D. Papailiopoulos, K. Lee, R. D. Nowak, "PathProx: A Proximal Gradient
+Algorithm for Weight Decay Regularized Deep Neural Networks" (arXiv 2210.03069; v1 "A Better Way to Decay:
+Proximal Gradient Training Algorithms for Neural Nets", NeurIPS'22 OPT workshop), and the authors' code ``github.com/Leiay/PathProx`` (``regularize.py``, ``regularize_func.py``).
 
 Notation (PyTorch layout; a *group* is a disjoint pair of consecutive layers ``(W, V)``):
 

@@ -71,11 +71,14 @@ def balance_layers(params: Mapping[str, Any], groups: Groups) -> Params:
     """The authors' layer-wise balance: every group path norm ``P_g`` becomes their geometric mean G.
 
     .. math::
-        s_g = G^{g+1} / Π_{j≤g} P_j,\\quad V_g ← (s_g/s_{g-1}) V_g,\\quad b_{V_g} ← s_g b_{V_g},\\quad
-        b_{W_{g+1}} ← s_g b_{W_{g+1}}
+        s_g = G^{g+1} / Π_{j≤g} max(P_j, 10^{-6}),\\quad V_g ← (s_g/s_{g-1}) V_g,\\quad
+        b_{V_g} ← s_g b_{V_g},\\quad b_{W_{g+1}} ← s_g b_{W_{g+1}}
 
-    with ``G = (Π_g max(P_g, 1e-6))^{1/n}`` and ``s_{-1} = 1`` (``layerwise_balance`` in the authors'
-    ``regularize_func.py``, spec 1c). The output of group g is scaled by ``s_g`` and undone by the next group,
+    with ``G = (Π_g max(P_g, 1e-6))^{1/n}`` over the n pairs, ``s_{-1} = 1`` and ``s_{n-1} = 1`` exactly
+    (``layerwise_balance`` in the authors' ``regularize_func.py``, spec 1c). The floor 1e-6 enters both
+    factors, G and the running product, so a dead group (``P_j = 0``) divides by 1e-6, not by 0. As computed:
+    ``ℓ_j = log max(P_j, 1e-6)``, ``s_g = exp((g + 1)·mean(ℓ) − Σ_{j≤g} ℓ_j)`` for g < n − 1, and V_g is
+    multiplied by the one factor ``s_g/s_{g-1}``. The output of group g is scaled by ``s_g`` and undone by the next group,
     ReLU being positively homogeneous; W weights (and hence ``||w_k|| = 1``) are untouched, ``Π_g P_g`` is
     preserved, and ``Σ_g P_g`` is minimized over layer-wise rescalings (AM-GM, spec 3.3). The last scale is 1
     up to rounding in the authors' code; here it is exactly 1, so the function is kept exactly.

@@ -70,7 +70,11 @@ def project_unit_sphere(
     """The authors' projection of every unit's incoming weights onto the unit sphere.
 
     .. math::
-        n_k = max(||w_k||, 10^{-6}),\\qquad w_k ← w_k / n_k,\\quad b_k ← b_k / n_k
+        n_k = max(||w_k||, 10^{-6}),\\qquad w_k ← w_k·(1/n_k),\\quad b_k ← b_k·(1/n_k)
+
+    As computed: the reciprocal ``1/n_k`` is formed once per row and multiplies the row (and bias); this is
+    ``w_k / n_k`` up to one rounding, and differs from a division in the last bit for about a quarter of the
+    entries, which matters for a bitwise port (PORTING.md).
 
     (``regularize_func.py``; the bias follows its row so that ``w·x + b`` keeps its sign pattern;
     ``include_bias=True`` uses ``n_k = max(||[w_k, b_k]||, 1e-6)``, the ``regularize_bias`` variant). It is
@@ -107,10 +111,19 @@ def prox_norm_product(W: Any, V: Any, tau: float) -> tuple[Any, Any]:
 
     with ``α = ||a||``, ``β = ||c||`` (spec 1b, derived):
 
-    - ``τ < 1``, ``α > τβ``, ``β > τα``: ``r = (α − τβ)/(1 − τ²)``, ``s = (β − τα)/(1 − τ²)`` (convex case);
+    - ``τ < 1``, ``α > τβ``, ``β > τα``: ``r = (α − τβ)/(1 − τ²)``, ``s = (β − τα)/(1 − τ²)``;
     - ``τ < 1``, ``α ≤ τβ``: ``(0, c)``; ``β ≤ τα``: ``(a, 0)``;
-    - ``τ ≥ 1`` (nonconvex): keep the longer vector and zero the other (value ``½min(α, β)²``). On a tie
-      ``α = β`` both are minimizers (for ``τ = 1`` every split ``r + s = α`` is); this returns ``(a, 0)``.
+    - ``τ ≥ 1``: keep the longer vector and zero the other (value ``½min(α, β)²``).
+
+    Convexity: ``½||x||² + ½||y||² + τ||x||·||y|| = ½(||x|| + τ||y||)² + ½(1 − τ²)||y||²``, so the problem (and
+    its radial form in (r, s)) is convex for ``τ ≤ 1`` and strictly convex for ``τ < 1`` (a unique prox);
+    ``τ = 1`` is convex but not strictly: on a tie ``α = β`` every split ``r + s = α`` is a minimizer. For
+    ``τ > 1`` it is nonconvex, and on a tie both ``(a, 0)`` and ``(0, c)`` are minimizers.
+
+    Ties, as computed: α and β are the computed norms (square root of the sum of squares), and the branches
+    compare them in floating point: for ``τ ≥ 1`` a unit keeps w (returns ``(a, 0)``) iff ``α >= β``; for
+    ``τ < 1`` w is zeroed iff ``α <= τ·β`` and otherwise v iff ``β <= τ·α`` (products rounded). Vectors of
+    equal exact norm can have different computed norms, so the rule is the computed one.
 
     It never zeroes both (unless both are zero): the penalty vanishes once one factor is 0.
 
