@@ -349,8 +349,11 @@ def cupy_steps(quick=False) -> Comparison | None:
 
 def cases(quick: bool):
     """(name, thunk) for every benchmark."""
+    from bench.transformer import transformer_training_step
+
     out = [
         ("mlp_step_128", lambda: mlp_training_step(quick=quick)),
+        ("transformer_step", lambda: transformer_training_step(quick=quick)),
         ("optimizer_steps", lambda: optimizer_steps(quick=quick)),
         ("cpr_overhead_mlp", lambda: cpr_overhead(quick=quick)),
         ("cpr_overhead_big", lambda: cpr_overhead(BIG_SIZES, quick=quick)),

@@ -33,6 +33,8 @@ Forward (one block; without LayerNorm ``X = h``)::
     h = h + W_2 relu(W_1 Y + b_1) + b_2,   Y = ln_2(h) if layer_norm else h
     logits = ln_f(h)[:, T-1] @ W_head.T                           (ln_f only with layer_norm)
 
+Only the last position reaches the logits, so the last block's MLP, ``ln_2``, ``ln_f`` and the head run at that
+position alone (the same numbers as running them everywhere and discarding the rest; 2/3 less MLP work for T = 3).
 Attention and LayerNorm, with their backward passes: :mod:`refreg.nn.attention`. The embedding's backward is
 ``dE_tok = onehot(tokens).T @ dh`` (a matrix product instead of a scatter-add, so it is one array-API code path)
 and ``dE_pos[:T] = Σ_n dh``.
@@ -277,23 +279,26 @@ class Transformer:
                 self.heads,
             )
             h = h + a
+            if i == self.n_layers - 1:
+                h = h[:, t - 1 :, :]  # no other position of the last block reaches the logits
+            s = h.shape[1]
             y = h
             if self.layer_norm:
                 y, ln_2 = self._ln(params, pre + "ln_2", h)
             z = xp.reshape(
-                xp.reshape(y, (n * t, d)) @ params[pre + "mlp.0.weight"].T, (n, t, self.d_mlp)
+                xp.reshape(y, (n * s, d)) @ params[pre + "mlp.0.weight"].T, (n, s, self.d_mlp)
             )
             z = z + params[pre + "mlp.0.bias"]
             r = _RELU.forward(z)
             out = xp.reshape(
-                xp.reshape(r, (n * t, self.d_mlp)) @ params[pre + "mlp.2.weight"].T, (n, t, d)
+                xp.reshape(r, (n * s, self.d_mlp)) @ params[pre + "mlp.2.weight"].T, (n, s, d)
             )
             h = h + (out + params[pre + "mlp.2.bias"])
             blocks.append(BlockCache(ln_1, attn, ln_2, y, z, r))
         ln_f = None
         if self.layer_norm:
             h, ln_f = self._ln(params, "ln_f", h)
-        last = h[:, t - 1, :]
+        last = h[:, 0, :]
         logits = last @ params["head.weight"].T
         return logits, TransformerCache(tokens, tuple(blocks), ln_f, last)
 
@@ -319,28 +324,31 @@ class Transformer:
             )
         grads: dict[str, Any] = {"head.weight": grad_out.T @ cache.last}
         d_last = grad_out @ params["head.weight"]
-        dh = xp.concat([xp.zeros((n, t - 1, d), dtype=d_last.dtype), d_last[:, None, :]], axis=1)
+        dh = d_last[:, None, :]  # (n, 1, d): the last block ran its MLP at position T-1 only
         if self.layer_norm:
             dh, grads["ln_f.weight"], grads["ln_f.bias"] = layer_norm_backward(
                 cache.ln_f, params["ln_f.weight"], dh
             )
         for i in reversed(range(self.n_layers)):
             pre, blk = f"layers.{i}.", cache.blocks[i]
+            s = dh.shape[1]
             # h_out = h_mid + W_2 relu(W_1 Y + b_1) + b_2
-            dm = xp.reshape(dh, (n * t, d))
-            grads[pre + "mlp.2.weight"] = dm.T @ xp.reshape(blk.r, (n * t, m))
+            dm = xp.reshape(dh, (n * s, d))
+            grads[pre + "mlp.2.weight"] = dm.T @ xp.reshape(blk.r, (n * s, m))
             grads[pre + "mlp.2.bias"] = xp.sum(dm, axis=0)
             dr = dm @ params[pre + "mlp.2.weight"]
-            z = xp.reshape(blk.z, (n * t, m))
-            dz = _RELU.backward(z, xp.reshape(blk.r, (n * t, m)), dr)
-            grads[pre + "mlp.0.weight"] = dz.T @ xp.reshape(blk.y, (n * t, d))
+            z = xp.reshape(blk.z, (n * s, m))
+            dz = _RELU.backward(z, xp.reshape(blk.r, (n * s, m)), dr)
+            grads[pre + "mlp.0.weight"] = dz.T @ xp.reshape(blk.y, (n * s, d))
             grads[pre + "mlp.0.bias"] = xp.sum(dz, axis=0)
-            dy = xp.reshape(dz @ params[pre + "mlp.0.weight"], (n, t, d))
+            dy = xp.reshape(dz @ params[pre + "mlp.0.weight"], (n, s, d))
             if self.layer_norm:
                 dy, grads[pre + "ln_2.weight"], grads[pre + "ln_2.bias"] = layer_norm_backward(
                     blk.ln_2, params[pre + "ln_2.weight"], dy
                 )
             dh = dh + dy
+            if s < t:  # positions before T-1 of the last block's output feed nothing: zero gradient
+                dh = xp.concat([xp.zeros((n, t - s, d), dtype=dh.dtype), dh], axis=1)
             # h_mid = X + Attn(X)
             dx, grads[pre + "attn.in_proj_weight"], grads[pre + "attn.out_proj.weight"] = (
                 causal_attention_backward(
