@@ -30,7 +30,17 @@ def test_tiny_preset_writes_figure_and_tables(tmp_path):
     tiny = gt.PRESETS["tiny"]
     assert {r["variant"] for r in rows} == set(tiny["variants"]) | {"cpr_1"}
     assert {"settings", "runs", "curves", "environment"} <= set(data)
-    for key in ("p", "train_fraction", "d_model", "heads", "d_mlp", "batch_size", "lr", "betas", "init"):
+    for key in (
+        "p",
+        "train_fraction",
+        "d_model",
+        "heads",
+        "d_mlp",
+        "batch_size",
+        "lr",
+        "betas",
+        "init",
+    ):
         assert key in data["settings"]
     assert data["environment"]["blas"] and data["environment"]["numpy"]
     assert len(out["rows"]) == 1
@@ -51,7 +61,12 @@ def test_same_run_is_bitwise_repeatable_and_censored_at_the_cap():
 def test_full_preset_is_the_release_setting():
     full = gt.PRESETS["full"]
     assert (full["p"], full["train_fraction"], full["batch_size"]) == (113, 0.3, 512)
-    assert (full["d_model"], full["heads"], full["d_mlp"], full["layer_norm"]) == (128, 4, 512, False)
+    assert (full["d_model"], full["heads"], full["d_mlp"], full["layer_norm"]) == (
+        128,
+        4,
+        512,
+        False,
+    )
     assert (full["lr"], full["betas"], full["max_steps"]) == (1e-3, [0.9, 0.98], 8000)
     variants = {c.variant: c for c in gt.configs(full, 1)}
     assert variants["adamw_0.1"].weight_decay == 0.1 and variants["cpr_0.8"].kappa_factor == 0.8
@@ -64,7 +79,9 @@ def test_full_preset_is_the_release_setting():
     assert x_tr.shape == (3830, 3) and x_va.shape == (12769 - 3830, 3)
     assert (x_tr[:, 2] == 113).all() and ((x_tr[:, 0] + x_tr[:, 1]) % 113 == y_tr).all()
     net = gt.Transformer(114, 3, 128, 4, 512)
-    assert gt.release_stds(net, 113) == {}  # vocabulary 114: the release's 1/sqrt(113) rule hits nothing
+    assert (
+        gt.release_stds(net, 113) == {}
+    )  # vocabulary 114: the release's 1/sqrt(113) rule hits nothing
 
 
 def test_config_is_frozen_and_hashable_by_its_fields():

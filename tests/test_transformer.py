@@ -187,6 +187,9 @@ def test_bad_tokens_and_params_are_rejected_before_computing():
         net.forward(
             {k: v for k, v in params.items() if k != "head.weight"}, np.zeros((1, 3), dtype=int)
         )
+    bad = dict(params, **{"head.weight": params["head.weight"] * np.nan})
+    with pytest.raises(FloatingPointError, match=r"head\.weight"):
+        net.value_and_grad(bad, np.zeros((1, 3), dtype=int), np.zeros(1, dtype=int))
     with pytest.raises(ValueError, match="stds names unknown"):
         net.init(rng=0, stds={"head": 0.1})
     with pytest.raises(ValueError, match="std must be a positive"):

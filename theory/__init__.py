@@ -24,6 +24,7 @@ FIGURES = (
     "prox_geometry",
     "cpr_constraint",
     "cpr_grokking",
+    "grokking_transformer",
     "pathprox_convergence",
     "sparse_tradeoff",
 )

@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from refreg._backend import as_generator, default_namespace, float_dtype, get_namespace
+from refreg._validation import check_finite_array
 from refreg.nn.activations import ACTIVATIONS
 from refreg.nn.attention import (
     AttentionCache,
@@ -56,7 +57,7 @@ from refreg.nn.attention import (
     layer_norm_backward,
     layer_norm_forward,
 )
-from refreg.nn.mlp import _resolve_loss
+from refreg.nn.mlp import _resolve_loss, check_finite_loss
 
 __all__ = ["BlockCache", "Transformer", "TransformerCache"]
 
@@ -381,10 +382,19 @@ class Transformer:
         y: Any,
         loss: str | Callable[[Any, Any], tuple[Any, Any]] = "softmax_cross_entropy",
     ) -> tuple[Any, dict[str, Any]]:
-        """``(L(forward(params, x), y), dL/dparams)``; by default the cross-entropy of the last position."""
+        """``(L(forward(params, x), y), dL/dparams)``; by default the cross-entropy of the last position.
+
+        Raises
+        ------
+        FloatingPointError
+            NaN or inf in a parameter (named by its key) or a loss that overflows, before the backward pass.
+        """
         loss_fn = _resolve_loss(loss)
+        for key, p in params.items():
+            check_finite_array(f"params[{key!r}]", p)
         out, cache = self.forward(params, x)
         value, grad_out = loss_fn(out, y)
+        check_finite_loss(value, y)
         grads, _ = self.backward(params, cache, grad_out)
         return value, grads
 
