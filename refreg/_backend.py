@@ -23,6 +23,7 @@ __all__ = [
     "get_namespace",
     "is_array",
     "namespace_of_params",
+    "pairwise_blocks",
     "to_numpy",
 ]
 
@@ -253,3 +254,27 @@ def all_finite(x: Any, *, nonnegative: bool = False) -> bool:
     if nonnegative:
         ok = ok & xp.all(x >= 0)
     return bool(ok)
+
+
+def pairwise_blocks(reduce_block: Any, size: int, block: int | None = None) -> Any:
+    """``Σ`` of per-block partial sums added in the order of NumPy's pairwise summation (NumPy only).
+
+    NumPy sums a contiguous float array of n > 128 elements as ``sum(x[:h]) + sum(x[h:])`` with
+    ``h = n//2 − (n//2) % 8``, recursively. Splitting the same way down to leaves of at most ``block``
+    elements, calling ``reduce_block(start, stop)`` on each leaf in order (it must return ``np.sum`` of the
+    leaf's values, e.g. of ``θ²`` computed into a scratch block) and adding the results up the same tree gives
+    exactly ``np.sum`` of the whole array, bit for bit, without an array of the whole size
+    (``tests/test_speed_paths.py`` checks it against ``np.sum``).
+    """
+    # a leaf must be a node of NumPy's tree: nodes of <= 128 elements are summed without splitting
+    block = max(FUSED_BLOCK if block is None else block, 128)
+
+    def tree(start: int, stop: int) -> Any:
+        n = stop - start
+        if n <= block:
+            return reduce_block(start, stop)
+        half = n // 2
+        half -= half % 8
+        return tree(start, start + half) + tree(start + half, stop)
+
+    return tree(0, size)

@@ -89,3 +89,29 @@ def test_all_finite_when_squares_overflow():
     x = np.full(10, 3e38, dtype=np.float32)  # finite, but x·x overflows: the exact test decides
     assert all_finite(x) and all_finite(x, nonnegative=True)
     assert not all_finite(-x, nonnegative=True)
+
+
+@given(
+    st.integers(1, 5000),
+    st.sampled_from([128, 200, 1024, 10**9]),
+    st.sampled_from(["float32", "float64"]),
+)
+def test_square_sum_is_numpy_pairwise_sum_bitwise(n, block, dtype):
+    from refreg import _backend
+    from refreg.cpr._fused import square_sum
+
+    x = (np.random.default_rng(n).standard_normal(n) * 10).astype(dtype)
+    old = _backend.FUSED_BLOCK
+    _backend.FUSED_BLOCK = block
+    try:
+        got = square_sum(x)
+    finally:
+        _backend.FUSED_BLOCK = old
+    assert _bits(np.asarray(got)).tobytes() == _bits(np.asarray(np.sum(x * x))).tobytes()
+
+
+def test_square_sum_of_a_large_matrix_is_bitwise():
+    from refreg.cpr._fused import square_sum
+
+    x = np.random.default_rng(0).standard_normal((701, 1283)).astype(np.float32)
+    assert square_sum(x) == np.sum(x * x)

@@ -17,6 +17,12 @@ from typing import Any, NamedTuple
 
 from refreg._backend import namespace_of_params
 from refreg._validation import check_choice, check_positive
+from refreg.cpr._fused import (
+    base_update_donated,
+    constraint_step_into,
+    in_place_constraint,
+    writable_numpy,
+)
 from refreg.cpr.constraint import constraint_step, fast_measure_value
 from refreg.cpr.kappa import Bounds, InflectionPoint, KappaInit, kappa_strategy
 from refreg.cpr.measures import MEASURES
@@ -126,7 +132,12 @@ class CPR:
         )
 
     def update(
-        self, grads: Mapping[str, Any], state: CPRState, params: Mapping[str, Any]
+        self,
+        grads: Mapping[str, Any],
+        state: CPRState,
+        params: Mapping[str, Any],
+        *,
+        donate: bool = False,
     ) -> tuple[dict[str, Any], CPRState]:
         """One CPR step: paper Algorithm 1, with R and ∇R at the post-step θ as in the release.
 
@@ -137,7 +148,9 @@ class CPR:
         (``kappa_adapt``, Appendix D) sets κ ← min(κ, R(θ)) when λ returns to 0. The multiplier update is the
         projected dual ascent of the augmented Lagrangian (docs/derivations.md, "CPR's multiplier update").
 
-        Returns ``(new_params, new_state)``; the arguments are not modified. With l2 and 2λ >= 1 (2·lr·λ with
+        Returns ``(new_params, new_state)``; the arguments are not modified, unless ``donate=True``: then the
+        base optimizer's donated update writes into ``params`` and its state buffers and the constraint step
+        follows in place, bit for bit the same numbers (:mod:`refreg.cpr._fused`). With l2 and 2λ >= 1 (2·lr·λ with
         ``reg_by_lr``) the step flips the sign of the tensor, as in the release; one ``RuntimeWarning`` names the
         tensors and the step.
 
@@ -152,7 +165,12 @@ class CPR:
         lr = current_lr(self.base.lr, getattr(state.base, "step", 0)) if self.reg_by_lr else 1.0
         kappa_rule, scalars = self.kappa_init, self.scalars
         # θ_{t+1} ← θ_t + Opt(∇L(θ_t)): the base optimizer's step (no weight decay)
-        new_params, base_state = self.base.update(grads, state.base, params)
+        if donate:  # speed path: in place, and R(θ) from Adam's fused pass (refreg.cpr._fused)
+            new_params, base_state, sums = base_update_donated(self, grads, state, params)
+        else:
+            new_params, base_state = self.base.update(grads, state.base, params)
+            sums = {}
+        in_place = in_place_constraint(self, donate)
         new_params = dict(new_params)
         step = {k: t + 1 for k, t in state.step.items()}
         lam, kappa, kappa_set = dict(state.lam), dict(state.kappa), dict(state.kappa_set)
@@ -161,7 +179,7 @@ class CPR:
             if not kappa_rule.constrains(step[k]):
                 continue  # Kappa-WS: unconstrained up to step s (Algorithm 2)
             theta = new_params[k]
-            value = float(fast_measure_value(theta, self.measure, xp))  # R(θ_j)
+            value = float(sums.get(k, fast_measure_value(theta, self.measure, xp)))  # R(θ_j)
             lam_old = lam[k]
             # λ_j ← max(0, λ_j + (μ/n)·(R(θ_j) − κ_j))   (Appendix A)
             lam[k] = scalars.dual_ascent(
@@ -171,7 +189,10 @@ class CPR:
                 if self.measure == "l2" and 2.0 * lr * lam[k] >= 1.0:
                     overshoot.append((k, 2.0 * lr * lam[k]))
                 # θ_j ← θ_j − λ_j·∇R(θ_j)
-                new_params[k] = constraint_step(theta, lam[k], self.measure, lr, self.reg_by_lr)
+                if in_place and writable_numpy(theta):
+                    new_params[k] = constraint_step_into(theta, lam[k])
+                else:
+                    new_params[k] = constraint_step(theta, lam[k], self.measure, lr, self.reg_by_lr)
             elif self.kappa_adapt and lam_old > 0.0:
                 # AdaCPR (Appendix D): the constraint became inactive; κ_j ← min(κ_j, R(θ_j)), θ unchanged
                 kappa[k], kappa_set[k] = min(kappa[k], scalars.round(value)), True

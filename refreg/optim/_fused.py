@@ -26,7 +26,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from refreg._backend import blockwise_into
+from refreg import _backend
+from refreg._backend import blockwise_into, pairwise_blocks
 
 __all__ = ["adam_kernel_into", "assign_into", "check_donation", "sgd_kernel_into"]
 
@@ -109,13 +110,30 @@ def adam_kernel_into(
     np.add(p, t2, out=op)  # p + (−step_size)·m / denom
 
 
-def adam_into(scalars: tuple, p, g, m, v, op, om, ov) -> None:
-    """The fused Adam step of one tensor into ``op, om, ov`` (block by block)."""
+def adam_into(scalars: tuple, p, g, m, v, op, om, ov, square_sum: bool = False) -> Any:
+    """The fused Adam step of one tensor into ``op, om, ov`` (block by block).
+
+    ``square_sum=True`` also returns ``np.sum(op * op)`` of the new parameters, bit for bit, from the blocks
+    while they are in cache (:func:`refreg._backend.pairwise_blocks`): CPR's R(θ) without another pass.
+    """
 
     def kernel(p, g, m, v, op, om, ov, t1, t2):
         adam_kernel_into(*scalars, p, g, m, v, op, om, ov, t1, t2)
 
-    blockwise_into(kernel, (p, g, m, v), (op, om, ov), n_scratch=2)
+    if not square_sum:
+        blockwise_into(kernel, (p, g, m, v), (op, om, ov), n_scratch=2)
+        return None
+    block = max(_backend.FUSED_BLOCK, 128)  # pairwise_blocks' smallest leaf
+    flat = [np.reshape(a, (-1,)) for a in (p, g, m, v, op, om, ov)]
+    t1, t2 = (np.empty(min(op.size, block), op.dtype) for _ in range(2))
+
+    def leaf(start: int, stop: int) -> Any:
+        n = stop - start
+        kernel(*(a[start:stop] for a in flat), t1[:n], t2[:n])
+        new = flat[4][start:stop]
+        return np.sum(np.multiply(new, new, out=t1[:n]))
+
+    return pairwise_blocks(leaf, op.size, block)
 
 
 def sgd_kernel_into(opt, lr, first, p, g, buf, op, ob, t1, t2) -> None:

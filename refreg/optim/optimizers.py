@@ -253,11 +253,14 @@ class Adam:
         params: Mapping[str, Any],
         *,
         donate: bool = False,
+        _square_sums: dict[str, Any] | None = None,
     ) -> tuple[Params, AdamState]:
         """One Adam/AdamW step (see the class docstring); raises before computing on bad input.
 
         ``donate=True``: ``params`` and the moments m, v are overwritten with the results and returned
-        (bitwise the same values as the pure update; module docstring).
+        (bitwise the same values as the pure update; module docstring). ``_square_sums`` (CPR's speed path):
+        a dict whose keys name parameters; with ``donate=True`` on the fused path each value is set to
+        ``sum(theta_new * theta_new)``, bit for bit, computed during the step.
         """
         xp = _check_params_and_grads(grads, params)
         step = check_state_matches(
@@ -284,7 +287,7 @@ class Adam:
         )
         kernel = partial(_adam_kernel, xp, *scalars)
         if donate:
-            return _adam_donated(xp, kernel, scalars, t, grads, state, params)
+            return _adam_donated(xp, kernel, scalars, t, grads, state, params, _square_sums)
         for key, p in params.items():
             new_params[key], new_m[key], new_v[key] = elementwise(
                 kernel, p, grads[key], state.exp_avg[key], state.exp_avg_sq[key], n_out=3
@@ -306,14 +309,19 @@ def _check_decay_factor(lr: float, weight_decay: float) -> None:
         )
 
 
-def _adam_donated(xp, kernel, scalars, t, grads, state, params) -> tuple[Params, AdamState]:
+def _adam_donated(
+    xp, kernel, scalars, t, grads, state, params, square_sums=None
+) -> tuple[Params, AdamState]:
     """The Adam step written into ``params`` and the moments (speed path, :mod:`._fused`)."""
     m_all, v_all = state.exp_avg, state.exp_avg_sq
     fused = check_donation(xp, grads, params, m_all, v_all)
     for key, p in params.items():
         m, v = m_all[key], v_all[key]
         if fused:
-            adam_into(scalars, p, grads[key], m, v, p, m, v)
+            want = square_sums is not None and key in square_sums
+            total = adam_into(scalars, p, grads[key], m, v, p, m, v, square_sum=want)
+            if want:
+                square_sums[key] = total
         else:
             new = elementwise(kernel, p, grads[key], m, v, n_out=3)
             for target, value in zip((p, m, v), new, strict=True):
