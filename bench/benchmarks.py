@@ -62,7 +62,16 @@ def _mlp_training_step(sizes, batch, quick) -> Comparison:
         p, s, _ = training.train_step(net, opt, holder["params"], holder["state"], x, y)
         holder["params"], holder["state"] = p, s
 
-    variants = {"refreg-numpy": refreg_step}
+    own = {k: v.copy() for k, v in params.items()}
+    donated = {"params": own, "state": opt.init(own)}
+
+    def refreg_donated_step():  # the in-place update, as torch's optimizer.step()
+        _, grads = net.value_and_grad(donated["params"], x, y)
+        donated["params"], donated["state"] = opt.update(
+            grads, donated["state"], donated["params"], donate=True
+        )
+
+    variants = {"refreg-numpy": refreg_step, "refreg-numpy-donated": refreg_donated_step}
     baseline = "refreg-numpy"
     if has_torch():
         import torch
@@ -81,10 +90,10 @@ def _mlp_training_step(sizes, batch, quick) -> Comparison:
             torch.nn.functional.cross_entropy(model(tx), ty).backward()
             topt.step()
 
-        variants = {"torch-cpu": torch_step, "refreg-numpy": refreg_step}
+        variants = {"torch-cpu": torch_step, **variants}
         baseline = "torch-cpu"
     name = f"MLP step {'-'.join(map(str, sizes))}, batch {batch}, 1 thread"
-    target = "refreg/torch <= 1.0" if batch == 128 and sizes == (784, 300, 100, 10) else ""
+    target = "refreg/torch <= 1.0" if sizes == (784, 300, 100, 10) else ""
     return compare(name, variants, baseline, repeats=10 if quick else 30, target=target)
 
 
@@ -109,6 +118,41 @@ def step_thunks(optimizers: dict[str, Any], grads: dict[str, Any], params: dict[
             _, holder["state"] = opt.update(grads, holder["state"], params)
 
         thunks[key] = step
+    return thunks
+
+
+def donated_thunks(
+    optimizers: dict[str, Any], grads: dict[str, Any], params: dict[str, Any]
+) -> dict:
+    """One ``update(..., donate=True)`` per call on each optimizer's own copy of the parameters."""
+    thunks = {}
+    for key, opt in optimizers.items():
+        own = {k: v.copy() for k, v in params.items()}
+        holder = {"params": own, "state": opt.init(own)}
+
+        def step(opt=opt, holder=holder):
+            holder["params"], holder["state"] = opt.update(
+                grads, holder["state"], holder["params"], donate=True
+            )
+
+        thunks[key] = step
+    return thunks
+
+
+def torch_adam_thunks(params: dict[str, Any], grads: dict[str, Any]) -> dict:
+    """``torch.optim.Adam.step`` (single-tensor and foreach) on copies of the same tensors; {} without torch."""
+    if not has_torch():
+        return {}
+    import torch
+
+    thunks = {}
+    for key, foreach in (("torch_adam", False), ("torch_adam_foreach", True)):
+        tensors = []
+        for k, v in params.items():
+            t = torch.nn.Parameter(torch.from_numpy(v.copy()))
+            t.grad = torch.from_numpy(grads[k].copy())
+            tensors.append(t)
+        thunks[key] = torch.optim.Adam(tensors, lr=1e-3, foreach=foreach).step
     return thunks
 
 
@@ -149,6 +193,12 @@ def optimizer_steps(extra_variants: dict[str, Any] | None = None, quick=False) -
         optimizers[key] = value
     variants = step_thunks({k: opt for k, (opt, _) in optimizers.items()}, grads, params)
     minimum_passes = {k: passes for k, (_, passes) in optimizers.items()}
+    donated = {k: optimizers[k] for k in ("sgd", "adam", "adam_cpr")}
+    variants.update(
+        donated_thunks({f"{k}_donated": opt for k, (opt, _) in donated.items()}, grads, params)
+    )
+    minimum_passes.update({f"{k}_donated": passes for k, (_, passes) in donated.items()})
+    variants.update(torch_adam_thunks(params, grads))
     result = compare(
         f"optimizer step, {n_params / 1e6:.1f}M float32 params", variants, "adam", repeats=repeats
     )
@@ -159,7 +209,11 @@ def optimizer_steps(extra_variants: dict[str, Any] | None = None, quick=False) -
             f"{result.medians[key] / roofline:.2f}x"
         )
     result.extra["copy bandwidth"] = f"{2 * 4 * n_params / t_copy / 1e9:.1f} GB/s"
-    result.target = "<= 3x roofline"
+    if "torch_adam_foreach" in result.medians:
+        for key in ("adam", "adam_donated"):
+            ratio = result.medians[key] / result.medians["torch_adam_foreach"]
+            result.extra[f"{key} / torch_adam_foreach (target <= 1.3)"] = f"{ratio:.2f}"
+    result.target = "<= 2x roofline"
     return result
 
 
@@ -175,14 +229,12 @@ def cpr_overhead(sizes=(784, 300, 100, 10), quick=False) -> Comparison:
         grads = {
             k: (0.01 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in params.items()
         }
-    variants = step_thunks(
-        {
-            "adam": refreg.adam(1e-3),
-            "adam_cpr": adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9),
-        },
-        grads,
-        params,
-    )
+    pair = {
+        "adam": refreg.adam(1e-3),
+        "adam_cpr": adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9),
+    }
+    variants = step_thunks(pair, grads, params)
+    variants.update(donated_thunks({f"{k}_donated": o for k, o in pair.items()}, grads, params))
     if has_torch() and importlib.util.find_spec("pytorch_cpr") is not None:
         import pytorch_cpr
         import torch
@@ -216,10 +268,12 @@ def cpr_overhead(sizes=(784, 300, 100, 10), quick=False) -> Comparison:
         repeats=10 if quick else 30,
         target="adam_cpr <= 1.10",
     )
-    if "torch_adam" in result.medians:
-        result.extra["pytorch_cpr / torch_adam"] = (
-            f"{result.medians['pytorch_cpr'] / result.medians['torch_adam']:.2f}"
-        )
+    med = result.medians
+    result.extra["adam_cpr_donated / adam_donated"] = (
+        f"{med['adam_cpr_donated'] / med['adam_donated']:.2f}"
+    )
+    if "torch_adam" in med:
+        result.extra["pytorch_cpr / torch_adam"] = f"{med['pytorch_cpr'] / med['torch_adam']:.2f}"
     return result
 
 
@@ -245,7 +299,7 @@ def pathprox_overhead(quick=False) -> Comparison:
         variants,
         "sgd",
         repeats=20 if quick else 60,
-        target="<= 1.5",
+        target="<= 1.3",
     )
 
 
@@ -267,14 +321,15 @@ def spatial_entropy_cost(batch=128, quick=False) -> Comparison:
         variants,
         "forward_backward",
         repeats=20 if quick else 60,
-        target="spatial_entropy <= 0.10",
+        target="spatial_entropy <= 0.25",
     )
 
 
 def peak_memory(quick=False) -> Comparison:
     """Peak bytes NumPy allocates during optimizer steps, over the parameters' bytes (tracemalloc).
 
-    State bytes: Adam keeps m and v (2x the parameters); CPR adds a few scalars per tensor.
+    State bytes: Adam keeps m and v (2x the parameters); CPR adds a few scalars per tensor. The donated
+    (in-place) update allocates only scratch blocks: its peak counts no new parameters or moments.
     """
     import tracemalloc
 
@@ -285,16 +340,17 @@ def peak_memory(quick=False) -> Comparison:
     result = Comparison(
         "peak memory / parameter bytes (12.1M float32 params)", "adam", {}, {}, {}, 3
     )
-    for key, opt in (
-        ("adam", refreg.adam(1e-3)),
-        ("adam_cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9)),
-        ("sgd", refreg.sgd(1e-2)),
+    for key, opt, donate in (
+        ("adam", refreg.adam(1e-3), False),
+        ("adam_cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9), False),
+        ("sgd", refreg.sgd(1e-2), False),
+        ("adam_cpr donated", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9), True),
     ):
-        state = opt.init(params)
-        p = params
+        p = {k: v.copy() for k, v in params.items()} if donate else params
+        state = opt.init(p)
         tracemalloc.start()
         for _ in range(3):
-            p, state = opt.update(grads, state, p)
+            p, state = opt.update(grads, state, p, donate=donate)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         state_bytes = _array_bytes(state)
@@ -312,8 +368,14 @@ def _array_bytes(tree: Any) -> int:
     return int(getattr(tree, "nbytes", 0))
 
 
-def cupy_steps(quick=False) -> Comparison | None:
-    """The optimizer steps on CuPy arrays (device time, synchronized); None (skipped) without a GPU."""
+def cupy_steps(quick=False) -> Comparison:
+    """The optimizer steps on CuPy beside the same steps on NumPy (GPU / CPU ratios, synchronized timing).
+
+    Without CuPy or a GPU the result is a row that says why it was skipped (nothing is timed).
+    """
+    from refreg.cpr import adam_cpr
+
+    name = "CuPy / NumPy optimizer step, 12.1M float32 params"
     try:
         import cupy
 
@@ -322,29 +384,37 @@ def cupy_steps(quick=False) -> Comparison | None:
     except Exception as err:
         import sys
 
-        print(f"cupy benchmarks skipped: {err}", file=sys.stderr)
-        return None
-    from refreg.cpr import adam_cpr
+        reason = f"skipped: {type(err).__name__}: {err}"
+        print(f"cupy benchmarks {reason}", file=sys.stderr)
+        return Comparison(name, "numpy adam", {}, {}, {}, 0, extra={"cupy": reason})
 
-    params, grads = big_params()
-    params = {k: cupy.asarray(v) for k, v in params.items()}
-    grads = {k: cupy.asarray(v) for k, v in grads.items()}
-    variants = step_thunks(
-        {
+    def optimizers():
+        return {
             "adam": refreg.adam(1e-3),
             "adam_cpr": adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9),
             "sgd": refreg.sgd(1e-2),
-        },
-        grads,
-        params,
-    )
-    return compare(
-        "CuPy optimizer step, 12.1M float32 params",
+        }
+
+    params, grads = big_params()
+    gpu_params = {k: cupy.asarray(v) for k, v in params.items()}
+    gpu_grads = {k: cupy.asarray(v) for k, v in grads.items()}
+    variants = {}
+    for device, p, g in (("numpy", params, grads), ("cupy", gpu_params, gpu_grads)):
+        opts = optimizers()
+        variants.update({f"{device} {k}": f for k, f in step_thunks(opts, g, p).items()})
+        donated = donated_thunks({f"{k}_donated": o for k, o in opts.items()}, g, p)
+        variants.update({f"{device} {k}": f for k, f in donated.items()})
+    result = compare(
+        name,
         variants,
-        "adam",
-        repeats=10 if quick else 30,
+        "numpy adam",
+        repeats=5 if quick else 15,
         sync=cupy.cuda.Device().synchronize,
     )
+    med = result.medians
+    for key in ("adam", "adam_cpr", "sgd", "adam_donated", "adam_cpr_donated", "sgd_donated"):
+        result.extra[f"GPU / CPU {key}"] = f"{med[f'cupy {key}'] / med[f'numpy {key}']:.3f}"
+    return result
 
 
 def cases(quick: bool):
