@@ -6,23 +6,66 @@ from figure_checks import run_tiny
 
 from theory import pathprox_convergence as figure
 
-COLUMNS = ("dataset", "method", "seed", "iteration", "objective", "active_units", "train_loss")
-
-
-def check(data):
-    methods = {s["method"] for s in data["summary"]}
-    assert methods == {"pathprox_sphere", "pathprox_joint", "sgd_weight_decay"}
-    for s in data["summary"]:
-        assert 0.0 <= s["final_active_units"] <= 100.0
-        if s["method"] == "sgd_weight_decay":
-            assert s["final_active_units"] == 100.0  # weight decay never zeroes a unit exactly
-            assert s["iterations_to_target"] == s["iterations"]
+COLUMNS = ("run", "seed", "iteration", "objective", "active_units", "active_rel", "train_loss")
 
 
 def test_tiny_preset_writes_figure_and_data(tmp_path):
     _, data = run_tiny(figure, tmp_path, COLUMNS)
     assert data["preset"] == figure.PRESETS["tiny"]
-    check(data)
+    assert data["baseline_lr"] in figure.PRESETS["tiny"]["baseline_lrs"]
+    runs = {s["run"] for s in data["summary"]}
+    assert runs == {"pathprox_sphere", "pathprox_joint"} | {
+        f"sgd_weight_decay@{lr:g}" for lr in figure.PRESETS["tiny"]["baseline_lrs"]
+    }
+    for s in data["summary"]:
+        if s["final_objective"] == float("inf"):  # a diverged lr is recorded, never the baseline
+            assert s["method"] == "sgd_weight_decay" and not s["baseline"]
+            continue
+        assert 0.0 <= s["active_rel"] <= s["active_exact"] + 1e-9 <= 100.0 + 1e-9
+        assert 0.0 <= s["test_acc"] <= 1.0
+        if s["method"] == "sgd_weight_decay":
+            assert s["active_exact"] == 100.0  # weight decay never zeroes a unit exactly
+        if s["baseline"]:
+            assert s["ratio_to_baseline"] == 1.0
+    assert sum(s["baseline"] for s in data["summary"]) == figure.PRESETS["tiny"]["seeds"]
+
+
+def _result(method, lr, seed, objective):
+    config = {"method": method, "lr": lr, "seed": seed}
+    n = len(objective)
+    return {
+        "config": config,
+        "iteration": [100 * i for i in range(n)],
+        "objective": objective,
+        "active_units": [100.0] * n,
+        "active_rel": [50.0] * n,
+        "train_loss": objective,
+        "train_acc": [1.0] * n,
+        "test_acc": 0.9,
+        "converged": True,
+        "seconds": 1.0,
+    }
+
+
+def test_baseline_is_the_best_lr_and_ratios_count_iterations():
+    results = [
+        _result("sgd_weight_decay", 0.1, 0, [5, 4, 3, 2.0]),
+        _result(
+            "sgd_weight_decay", 1.0, 0, [5, 3, 1.5, 1.0, 1.0]
+        ),  # lower final objective: the baseline
+        _result("pathprox_joint", 0.3, 0, [5, 1.0, 0.5]),
+        _result("pathprox_sphere", 0.3, 0, [5, 4, 3]),
+    ]
+    summary, best_lr = figure._summaries(results)
+    assert best_lr == 1.0
+    by = {s["run"]: s for s in summary}
+    assert (
+        by["sgd_weight_decay@1"]["iterations_to_target"] == 300
+    )  # first reaches its final 1.0 at 300
+    assert by["pathprox_joint"]["ratio_to_baseline"] == 100 / 300
+    assert by["pathprox_sphere"]["iterations_to_target"] is None  # censored: never reached
+    agg = {a["run"]: a for a in figure._aggregate(summary)}
+    assert agg["pathprox_sphere"]["ratio_mean"] is None
 
 
 def test_factorized_layout_gradients_and_rescaling():

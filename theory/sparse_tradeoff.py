@@ -1,16 +1,25 @@
-"""Nonzero weights at equal test accuracy: the scale-invariant entropy regularizers against Lp/Hoyer baselines.
+"""Nonzero weights at a given test accuracy: the scale-invariant entropy regularizers against Lp/Hoyer baselines.
 
-Claim (Bayandorian 2023, arXiv 2301.07285, abstract): about one order of magnitude fewer nonzero parameters
-at the same test accuracy than Lp-norm regularizers (LeNet-300-100 on MNIST). refreg's ``spatial_entropy`` is a
-*reconstruction* of that regularizer (the formula is not published in anything at hand), so this figure
-measures the claim for the reconstruction.
+Claim (Bayandorian 2023, arXiv 2301.07285, abstract): about one order of magnitude fewer nonzero parameters at
+the same test accuracy than Lp-norm regularizers (LeNet-300-100 on MNIST). refreg's ``spatial_entropy`` (row +
+column marginal entropy) and ``pooled_entropy`` (patch-pooled, position-aware; docs/sparse_position_aware.md)
+are *reconstructions* (the formula is not published in anything at hand): this figure measures the claim for them.
 
-Protocol (DeepHoyer's LeNet-300-100 setup): per regularizer and alpha, train loss + alpha·ΣR(W_l) (biases
-free), prune |w| < t (absolute) or |w| < t·max|W| (relative, per tensor), fine-tune the survivors with the
-mask fixed and no regularizer; a dense net (alpha = 0) is the reference. Open questions answered by the
-grid: Adam vs SGD with momentum, per-layer vs network-wide normalisation, absolute vs relative thresholds.
-Embedded data: scikit-learn digits with a 64-300-100-10 MLP; ``preset["mnist"] = folder`` switches to
-784-300-100-10 on local MNIST IDX files.
+Protocol (DeepHoyer's LeNet-300-100 setup, with every choice made on a validation split):
+- data: MNIST-5k (``refreg.data.mnist5k``: 5,000 real MNIST images, fixed split 3,500 train / 500 validation /
+  1,000 test); ``preset["mnist"] = folder`` uses full MNIST (55k / 5k validation / 10k test);
+- model: MLP 784-300-100-10 (ReLU), float32, batch 100; loss CE + α Σ_l R(W_l) (biases free, per-layer R);
+- training: Adam (lr 1e-3) or SGD with momentum 0.9 (lr 0.05) until the validation objective
+  (CE on validation + α ΣR) has not improved by a relative 1e-3 for ``patience`` epochs, or ``max_epochs``;
+  the epoch with the best validation objective is kept;
+- pruning: every weight with ``|w| < t · max|W_l|`` (per tensor) at every ``t`` of a log grid; every distinct mask
+  is fine-tuned for ``finetune_epochs`` with the mask fixed, no regularizer, the epoch of lowest validation CE kept;
+- selection: the dense net's (α = 0, unpruned) seed-mean validation accuracy minus 0.5 or 1 pp is the target;
+  per method the (α, t, pruned-only or fine-tuned) point with the fewest seed-mean nonzeros whose seed-mean
+  validation accuracy reaches it is chosen; its per-seed test accuracy and nonzeros are reported with 95%
+  t-intervals; the ratio to the best Lp baseline (L1, L2, group lasso) is the geometric mean over seeds of the
+  per-seed ratio, with a t-interval on the logs. Dead units and removable weights by
+  ``refreg.sparse_structure.structure`` at every point.
 """
 
 from __future__ import annotations
@@ -23,159 +32,115 @@ from pathlib import Path
 import numpy as np
 
 from refreg import MLP, adam, data, sgd, sparse, training
+from refreg.sparse_pooled import PooledSpatialEntropy
+from refreg.sparse_structure import structure
 from theory._common import run_sequential, write_outputs
 
 NAME = "sparse_tradeoff"
 DESCRIPTION = (
-    "Pareto fronts of (nonzero weights, test accuracy) after prune + masked fine-tune: spatial/element "
-    "entropy vs L1, Hoyer-Square and others; Adam vs SGD, per-layer vs network-wide, abs vs rel threshold"
+    "Nonzeros at dense-0.5pp and dense-1pp test accuracy (selected on validation) after prune + masked "
+    "fine-tune, LeNet-300-100 on MNIST-5k: entropy reconstructions vs L1/L2/Hoyer baselines"
 )
-QUICK_SECONDS = 250  # core-seconds of the quick preset (150 runs), measured
+QUICK_SECONDS = 330  # core-seconds of the quick preset, measured
 
-ENTROPIES = ("spatial_entropy", "element_entropy")
-# regularizers whose value pools sums over the matrices (so the network-wide scope differs from per-layer)
-POOLED = ("spatial_entropy", "element_entropy", "hoyer", "hoyer_square", "group_hoyer_square")
+LP = ("l1", "l2", "group_lasso")  # the Lp baselines of the claim
+ENTROPIES = ("spatial_entropy", "pooled_entropy", "element_entropy")
+METHODS = (*LP, "hoyer", "hoyer_square", "group_hoyer_square", *ENTROPIES)
 
-# alpha grids per optimizer (log-spaced); chosen so that each method spans dense -> heavily pruned
+# log grids of alpha per optimizer: steps of about x1.6 (x10 in 5 steps)
+_GRID = np.round(np.logspace(-5, 1, 31), 8).tolist()  # 1e-5 ... 10, x1.585 per step
 ALPHAS = {
-    "adam": {
-        "spatial_entropy": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
-        "element_entropy": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
-        "l1": [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
-        "l2": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        "group_lasso": [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
-        "hoyer": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        "hoyer_square": [3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3],
-        "group_hoyer_square": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3],
-    },
-    "sgd": {
-        "spatial_entropy": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
-        "element_entropy": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
-        "l1": [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
-        "l2": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        "group_lasso": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        "hoyer": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
-        "hoyer_square": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3],
-        "group_hoyer_square": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-    },
+    "l1": (6, 16),  # index range [a, b) into _GRID: 1e-4 ... 1e-2 wide enough for dense -> collapse
+    "l2": (10, 20),
+    "group_lasso": (8, 18),
+    "hoyer": (8, 18),
+    "hoyer_square": (2, 12),
+    "group_hoyer_square": (4, 14),
+    "spatial_entropy": (15, 25),
+    "pooled_entropy": (15, 25),
+    "element_entropy": (15, 25),
 }
-"""Alpha grids per optimizer: the quick preset takes indices 1-4. The entropy, L1 and Hoyer-Square grids were
-placed by a 1-seed scan on digits (15 epochs) to span dense -> accuracy collapse; the others (full preset
-only) are scaled from them by the size of each penalty's gradient and are not scanned."""
+"""Alpha windows (index ranges into ``_GRID``) per method, placed by a one-seed scan on MNIST-5k with Adam
+so that each spans dense -> accuracy collapse; the same windows serve SGD."""
+
+THRESHOLDS = [1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5]
+TARGET_DROPS = (0.5, 1.0)
 
 _COMMON = {
+    "hidden": [300, 100],
     "batch_size": 100,
     "lr": {"adam": 1e-3, "sgd": 0.05},
-    "finetune_lr": {"adam": 1e-4, "sgd": 0.005},
+    "finetune_lr": {"adam": 3e-4, "sgd": 0.01},
     "momentum": 0.9,
-    "prune_abs": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
-    "prune_rel": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+    "rel_tol": 1e-3,
     "mnist": None,
-    "per_class": None,
 }
-
 PRESETS = {
     "tiny": {
         **_COMMON,
         "hidden": [16],
-        "epochs": 2,
+        "n_train": 300,
+        "max_epochs": 2,
+        "patience": 1,
         "finetune_epochs": 1,
-        "methods": ["spatial_entropy", "l1"],
-        "scopes": ["layer"],
-        "network_methods": [],
+        "thresholds": [0.05, 0.3],
+        "methods": {"l1": [1e-3], "pooled_entropy": [0.1]},
         "optimizers": ["adam"],
-        "alpha_index": [2],
-        "finetune_abs": [1e-2],
-        "finetune_rel": [1e-1],
-        "seeds": 1,
+        "seeds": 2,
     },
     "quick": {
         **_COMMON,
-        "hidden": [300, 100],
-        "epochs": 15,
-        "finetune_epochs": 3,
-        "methods": ["spatial_entropy", "element_entropy", "l1", "hoyer_square"],
-        "scopes": ["layer", "network"],
-        "network_methods": list(ENTROPIES),
-        "optimizers": ["adam", "sgd"],
-        "alpha_index": [1, 2, 3, 4],
-        "finetune_abs": [1e-2],
-        "finetune_rel": [1e-1],
+        "n_train": 3500,
+        "max_epochs": 15,
+        "patience": 3,
+        "finetune_epochs": 2,
+        "thresholds": [0.005, 0.02, 0.05, 0.1, 0.2, 0.35],
+        "methods": {
+            "l1": [_GRID[i] for i in (10, 12, 14)],
+            "hoyer_square": [_GRID[i] for i in (6, 8, 10)],
+            "spatial_entropy": [_GRID[i] for i in (18, 20, 22)],
+            "pooled_entropy": [_GRID[i] for i in (18, 20, 22)],
+        },
+        "optimizers": ["adam"],
         "seeds": 3,
     },
     "full": {
         **_COMMON,
-        "hidden": [300, 100],
-        "epochs": 150,
-        "finetune_epochs": 40,
-        "methods": list(sparse.REGULARIZERS),
-        "scopes": ["layer", "network"],
-        "network_methods": list(POOLED),
+        "n_train": 3500,
+        "max_epochs": 100,
+        "patience": 10,
+        "finetune_epochs": 10,
+        "thresholds": THRESHOLDS,
+        "methods": {m: _GRID[a:b] for m, (a, b) in ALPHAS.items()},
         "optimizers": ["adam", "sgd"],
-        "alpha_index": [0, 1, 2, 3, 4, 5],
-        "finetune_abs": [1e-3, 1e-2],
-        "finetune_rel": [1e-2, 1e-1],
         "seeds": 3,
     },
 }
 
-TARGET_DROPS = (0.5, 1.0)  # accuracy targets: dense − 0.5 pp and dense − 1 pp
-
 
 def configs(preset: dict, seeds: int | None = None) -> list[dict]:
-    """One config per (seed, optimizer, method, scope, alpha), plus a dense run per (seed, optimizer).
-
-    Scope-free methods (L1, L2, group lasso: additive over layers) run once, with ``scope="layer"``.
-    """
+    """One config per (seed, optimizer, method, alpha), plus the dense net (alpha = 0) per (seed, optimizer)."""
     n_seeds = preset["seeds"] if seeds is None else seeds
-    base = {
-        k: preset[k]
-        for k in (
-            "hidden",
-            "epochs",
-            "finetune_epochs",
-            "batch_size",
-            "momentum",
-            "prune_abs",
-            "prune_rel",
-            "finetune_abs",
-            "finetune_rel",
-            "mnist",
-            "per_class",
-        )
-    }
+    keys = ("hidden", "batch_size", "momentum", "rel_tol", "mnist", "n_train", "max_epochs")
+    keys += ("patience", "finetune_epochs", "thresholds")
     out = []
     for seed in range(n_seeds):
         for opt in preset["optimizers"]:
-            common = {
-                **base,
-                "seed": seed,
-                "optimizer": opt,
-                "lr": preset["lr"][opt],
-                "finetune_lr": preset["finetune_lr"][opt],
-            }
-            out.append({**common, "method": "dense", "scope": "layer", "alpha": 0.0})
-            for method in preset["methods"]:
-                scopes = [
-                    s
-                    for s in preset["scopes"]
-                    if s == "layer" or method in preset["network_methods"]
-                ]
-                for scope in scopes:
-                    for i in preset["alpha_index"]:
-                        alpha = ALPHAS[opt][method][i]
-                        out.append({**common, "method": method, "scope": scope, "alpha": alpha})
+            common = {k: preset[k] for k in keys}
+            common |= {"seed": seed, "optimizer": opt, "lr": preset["lr"][opt]}
+            common["finetune_lr"] = preset["finetune_lr"][opt]
+            out.append({**common, "method": "dense", "alpha": 0.0})
+            for method, alphas in preset["methods"].items():
+                out += [{**common, "method": method, "alpha": float(a)} for a in alphas]
     return out
 
 
-def _dataset(config: dict) -> data.Dataset:
+def _dataset(config: dict) -> data.TrainValTest:
     if config.get("mnist"):
-        ds = data.mnist(config["mnist"])
-        if config.get("per_class"):
-            x, y = data.subset(ds.x_train, ds.y_train, config["per_class"], rng=0)
-            ds = data.Dataset(x, y, ds.x_test, ds.y_test)
-        return ds
-    return data.digits(rng=0)  # one fixed split: the seed varies init and batch order
+        return data.with_validation(data.mnist(config["mnist"]), 5000, rng=0)
+    ds = data.mnist5k()
+    n = config["n_train"]
+    return ds._replace(x_train=ds.x_train[:n], y_train=ds.y_train[:n])
 
 
 def _optimizer(config: dict, lr: float):
@@ -184,362 +149,330 @@ def _optimizer(config: dict, lr: float):
     return sgd(lr, momentum=config["momentum"])
 
 
-def _structure(params: dict, n_layers: int) -> dict:
-    """Nonzeros per layer, dead hidden units (zero incoming row or zero outgoing column) and dead inputs."""
-    ws = [np.asarray(params[f"layers.{i}.weight"]) for i in range(n_layers)]
-    dead_units = 0
-    for i in range(n_layers - 1):
-        dead_in = ~np.any(ws[i] != 0, axis=1)
-        dead_out = ~np.any(ws[i + 1] != 0, axis=0)
-        dead_units += int(np.sum(dead_in | dead_out))
-    return {
-        "nnz_layers": [int(np.count_nonzero(w)) for w in ws],
-        "dead_units": dead_units,
-        "dead_inputs": int(np.sum(~np.any(ws[0] != 0, axis=0))),
-    }
+def _penalty(method: str, alpha: float, names: list[str]):
+    """``α Σ_l R(W_l)``; ``pooled_entropy`` = patch-pooled entropy on the 28×28 input layer, spatial elsewhere."""
+    if method == "dense":
+        return None
+    if method != "pooled_entropy":
+        return lambda p: sparse.penalty(p, method, alpha, names)
+    pooled = PooledSpatialEntropy((28, 28), (4, 4))
+
+    def penalty(p):
+        v0, g0 = sparse.penalty(p, pooled, alpha, names[:1])
+        v1, g1 = sparse.penalty(p, "spatial_entropy", alpha, names[1:])
+        return v0 + v1, {**g0, **g1}
+
+    return penalty
 
 
-def _train(net, optimizer, params, ds, epochs, batch_size, gen, penalty=None):
-    state = optimizer.init(params)
-    for _ in range(epochs):
+def _fit(net, opt, params, ds, x, config, gen, epochs, patience, objective, penalty=None):
+    """Epochs of ``opt`` until ``objective(params)`` (validation) stalls for ``patience`` epochs; keep the best."""
+    state = opt.init(params)
+    best, best_params, best_epoch, since = objective(params), params, 0, 0
+    epoch = 0
+    while epoch < epochs and since < patience:
         params, state, _ = training.train_epoch(
-            net, optimizer, params, state, ds.x_train, ds.y_train, batch_size, gen, penalty=penalty
+            net,
+            opt,
+            params,
+            state,
+            x["train"],
+            ds.y_train,
+            config["batch_size"],
+            gen,
+            penalty=penalty,
         )
-    return params
+        epoch += 1
+        value = objective(params)
+        if not math.isfinite(value):
+            break
+        if value < best - config["rel_tol"] * abs(best):
+            since = 0
+        else:
+            since += 1
+        if value < best:
+            best, best_params, best_epoch = value, params, epoch
+    return best_params, {"epochs": epoch, "best_epoch": best_epoch, "converged": since >= patience}
+
+
+def _point(net, params, ds, x, names) -> dict:
+    _, val = training.evaluate(net, params, x["val"], ds.y_val)
+    _, test = training.evaluate(net, params, x["test"], ds.y_test)
+    s = structure(params, names)
+    return {"val_acc": val, "test_acc": test, **{k: s[k] for k in _STRUCT}}
+
+
+_STRUCT = ("nnz", "nnz_effective", "dead_units", "dead_inputs")
 
 
 def run(config: dict) -> dict:
-    """Train with the regularizer, record the prune curve, fine-tune at the chosen thresholds."""
+    """Train to the stopping rule, then for every threshold: prune, evaluate, fine-tune, evaluate."""
     t0 = time.process_time()
     ds = _dataset(config)
-    sizes = [ds.x_train.shape[1], *config["hidden"], 10]
-    net = MLP(sizes)
+    x = {k: getattr(ds, f"x_{k}").astype(np.float32) for k in ("train", "val", "test")}
+    net = MLP([784, *config["hidden"], 10])
     gen = np.random.default_rng(config["seed"])
-    params = net.init(rng=gen)
-    weights = [net.weight_name(i) for i in range(net.n_layers)]
-    penalty = None
-    if config["method"] != "dense":
+    params = net.init(rng=gen, dtype="float32")
+    names = [net.weight_name(i) for i in range(net.n_layers)]
+    penalty = _penalty(config["method"], config["alpha"], names)
 
-        def penalty(p):
-            return sparse.penalty(p, config["method"], config["alpha"], weights, config["scope"])
+    def val_objective(p):
+        ce, _ = training.evaluate(net, p, x["val"], ds.y_val)
+        return ce + (float(penalty(p)[0]) if penalty is not None else 0.0)
 
-    params = _train(
+    params, fit = _fit(
         net,
         _optimizer(config, config["lr"]),
         params,
         ds,
-        config["epochs"],
-        config["batch_size"],
+        x,
+        config,
         gen,
+        config["max_epochs"],
+        config["patience"],
+        val_objective,
         penalty,
     )
-    _, acc = training.evaluate(net, params, ds.x_test, ds.y_test)
-    result = {
-        "acc_trained": acc,
-        "nnz_trained": sparse.count_nonzero(params, weights),
-        "n_weights": sum(int(np.prod(np.shape(params[w]))) for w in weights),
-        "curve": [],
-        "finetuned": [],
-    }
-    # prune curve without fine-tuning (evaluation only, cheap)
-    for kind, thresholds in (("abs", config["prune_abs"]), ("rel", config["prune_rel"])):
-        for t in thresholds:
-            masks = sparse.magnitude_mask(params, t, relative=kind == "rel", names=weights)
-            pruned = sparse.apply_mask(params, masks)
-            _, acc_p = training.evaluate(net, pruned, ds.x_test, ds.y_test)
-            result["curve"].append(
-                {
-                    "kind": kind,
-                    "threshold": t,
-                    "nnz": sparse.count_nonzero(pruned, weights),
-                    "acc": acc_p,
-                }
-            )
-    # masked fine-tuning with the mask fixed, no regularizer
-    for kind, thresholds in (("abs", config["finetune_abs"]), ("rel", config["finetune_rel"])):
-        for t in thresholds:
-            masks = sparse.magnitude_mask(params, t, relative=kind == "rel", names=weights)
-            pruned = sparse.apply_mask(params, masks)
+    result = {"trained": {**_point(net, params, ds, x, names), **fit}, "points": []}
+
+    def val_ce(p):
+        return training.evaluate(net, p, x["val"], ds.y_val)[0]
+
+    seen = {}
+    for t in config["thresholds"]:
+        masks = sparse.magnitude_mask(params, t, relative=True, names=names)
+        pruned = sparse.apply_mask(params, masks)
+        key = tuple(int(np.count_nonzero(m)) for m in masks.values())
+        pruned_point = _point(net, pruned, ds, x, names)
+        if key not in seen:  # a mask equal to the previous threshold's is fine-tuned once
             opt = sparse.masked(_optimizer(config, config["finetune_lr"]), masks)
-            tuned = _train(
-                net, opt, pruned, ds, config["finetune_epochs"], config["batch_size"], gen
+            tuned, ft = _fit(
+                net, opt, pruned, ds, x, config, gen, config["finetune_epochs"], 10**9, val_ce
             )
-            _, acc_f = training.evaluate(net, tuned, ds.x_test, ds.y_test)
-            result["finetuned"].append(
-                {
-                    "kind": kind,
-                    "threshold": t,
-                    "nnz": sparse.count_nonzero(tuned, weights),
-                    "acc": acc_f,
-                    **_structure(tuned, net.n_layers),
-                }
-            )
+            seen[key] = {
+                **_point(net, tuned, ds, x, names),
+                "finetune_best_epoch": ft["best_epoch"],
+            }
+        result["points"].append({"threshold": t, "pruned": pruned_point, "finetuned": seen[key]})
     result["seconds"] = time.process_time() - t0
     result["config"] = config
     return result
 
 
 # ------------------------------------------------------------------------------------------------ report
-def _points(preset: dict, results: list[tuple[dict, dict]]) -> list[dict]:
-    """Seed-averaged points: one per (optimizer, method, scope, alpha, stage, kind, threshold)."""
-    groups: dict[tuple, list] = {}
-    for cfg, res in results:
-        key0 = (cfg["optimizer"], cfg["method"], cfg["scope"], cfg["alpha"])
-        groups.setdefault((*key0, "trained", "none", 0.0), []).append(
-            (res["nnz_trained"], res["acc_trained"], 0, 0)
-        )
-        for stage in ("curve", "finetuned"):
-            for p in res[stage]:
-                groups.setdefault((*key0, stage, p["kind"], p["threshold"]), []).append(
-                    (p["nnz"], p["acc"], p.get("dead_units", 0), p.get("dead_inputs", 0))
-                )
+def _ci(values) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for one value)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return float(v.mean()), 0.0
+    return float(v.mean()), float(
+        stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    )
+
+
+def _rows(results: list[dict]) -> list[dict]:
+    """One row per (optimizer, method, alpha, threshold, stage, seed): the CSV of every point."""
     rows = []
-    for (opt, method, scope, alpha, stage, kind, t), vals in sorted(groups.items(), key=str):
-        v = np.asarray(vals, dtype=float)
-        rows.append(
-            {
-                "optimizer": opt,
-                "method": method,
-                "scope": scope,
-                "alpha": alpha,
-                "stage": stage,
-                "kind": kind,
-                "threshold": t,
-                "nnz": float(v[:, 0].mean()),
-                "acc": float(v[:, 1].mean()),
-                "acc_std": float(v[:, 1].std()),
-                "dead_units": float(v[:, 2].mean()),
-                "dead_inputs": float(v[:, 3].mean()),
-                "seeds": len(vals),
-            }
-        )
+    for r in results:
+        c = r["config"]
+        base = {"optimizer": c["optimizer"], "method": c["method"], "alpha": c["alpha"]}
+        base["seed"] = c["seed"]
+        tr = r["trained"]
+        rows.append({**base, "threshold": 0.0, "stage": "trained", **{k: tr[k] for k in _ROWKEYS}})
+        rows[-1] |= {"epochs": tr["epochs"], "best_epoch": tr["best_epoch"]}
+        rows[-1]["converged"] = tr["converged"]
+        for p in r["points"]:
+            for stage in ("pruned", "finetuned"):
+                rows.append({**base, "threshold": p["threshold"], "stage": stage})
+                rows[-1] |= {k: p[stage][k] for k in _ROWKEYS}
     return rows
 
 
-def _pareto(points: list[dict]) -> list[dict]:
-    """Points not dominated in (fewer nonzeros, higher accuracy), sorted by nonzeros."""
-    front, best = [], -math.inf
-    for p in sorted(points, key=lambda p: (p["nnz"], -p["acc"])):
-        if p["acc"] > best:
-            front.append(p)
-            best = p["acc"]
-    return front
+_ROWKEYS = ("val_acc", "test_acc", *_STRUCT)
 
 
-def _needed(points: list[dict], target: float) -> dict | None:
-    """The point with the fewest nonzeros whose seed-mean accuracy reaches ``target``."""
-    ok = [p for p in points if p["acc"] >= target - 1e-12]
-    return min(ok, key=lambda p: p["nnz"]) if ok else None
+def _candidates(rows, opt, method) -> dict[tuple, list[dict]]:
+    """Pruned and fine-tuned points of one method grouped by (alpha, threshold, stage), one row per seed."""
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["optimizer"] == opt and r["method"] == method and r["stage"] != "trained":
+            out.setdefault((r["alpha"], r["threshold"], r["stage"]), []).append(r)
+    return out
 
 
-def _method_points(preset, rows, opt, method, scope, kinds=("abs", "rel")):
-    """Every pruned model of a method: the prune curve (no fine-tuning) and the fine-tuned ones.
+def _select(rows, opt, method, target) -> dict | None:
+    """The point with the fewest seed-mean nonzeros whose seed-mean validation accuracy >= target."""
+    best = None
+    for (alpha, t, stage), pts in _candidates(rows, opt, method).items():
+        if np.mean([p["val_acc"] for p in pts]) >= target - 1e-12:
+            nnz = np.mean([p["nnz"] for p in pts])
+            if best is None or nnz < best[0]:
+                best = (nnz, alpha, t, stage, pts)
+    if best is None:
+        return None
+    _, alpha, t, stage, pts = best
+    pts = sorted(pts, key=lambda p: p["seed"])
+    return {"alpha": alpha, "threshold": t, "stage": stage, "seeds": [p["seed"] for p in pts]} | {
+        k: [p[k] for p in pts] for k in _ROWKEYS
+    }
 
-    Methods not run network-wide (scope-free L1/L2/group lasso, dense pruning, and in the quick preset
-    Hoyer-Square) contribute their per-layer runs to both scopes.
-    """
-    s = scope if method in preset["network_methods"] else "layer"
-    return [
-        r
-        for r in rows
-        if r["optimizer"] == opt
-        and r["method"] == method
-        and r["scope"] == s
-        and r["stage"] in ("curve", "finetuned")
-        and r["kind"] in kinds
+
+def _alpha_gap(rows, opt, method, alpha) -> float | None:
+    """Largest seed-mean validation-accuracy step (pp) of the trained nets between ``alpha`` and its grid
+    neighbours: how fine the alpha grid is near the selected point."""
+    acc = {}
+    for r in rows:
+        if r["optimizer"] == opt and r["method"] == method and r["stage"] == "trained":
+            acc.setdefault(r["alpha"], []).append(r["val_acc"])
+    alphas = sorted(acc)
+    i = alphas.index(alpha)
+    steps = [
+        abs(np.mean(acc[alphas[j]]) - np.mean(acc[alpha])) * 100
+        for j in (i - 1, i + 1)
+        if 0 <= j < len(alphas)
     ]
+    return max(steps) if steps else None
+
+
+def _headline(rows, opts, methods) -> list[dict]:
+    out = []
+    for opt in opts:
+        dense = [r for r in rows if r["optimizer"] == opt and r["method"] == "dense"]
+        dense_trained = [r for r in dense if r["stage"] == "trained"]
+        dense_val = float(np.mean([r["val_acc"] for r in dense_trained]))
+        dense_test = _ci([r["test_acc"] for r in dense_trained])
+        for drop in TARGET_DROPS:
+            target = dense_val - drop / 100
+            sel = {m: _select(rows, opt, m, target) for m in ["dense", *methods]}
+            lp = [m for m in LP if m in sel and sel[m] is not None]
+            best_lp = min(lp, key=lambda m: np.mean(sel[m]["nnz"])) if lp else None
+            for m, s in sel.items():
+                row = {"optimizer": opt, "drop_pp": drop, "dense_val_acc": dense_val}
+                row |= {"dense_test_acc": dense_test[0], "dense_test_ci": dense_test[1]}
+                row |= {"target_val_acc": target, "method": m, "reached": s is not None}
+                if s is not None:
+                    for k in ("nnz", "test_acc", "nnz_effective", "dead_units", "dead_inputs"):
+                        row[k], row[f"{k}_ci"] = _ci(s[k])
+                    row |= {"alpha": s["alpha"], "threshold": s["threshold"], "stage": s["stage"]}
+                    row["alpha_gap_pp"] = (
+                        None if m == "dense" else _alpha_gap(rows, opt, m, s["alpha"])
+                    )
+                    row["best_lp"] = best_lp
+                    if best_lp is not None:
+                        logs = np.log(np.asarray(s["nnz"]) / np.asarray(sel[best_lp]["nnz"]))
+                        mean, half = _ci(logs)
+                        row |= {"ratio_to_best_lp": math.exp(mean)}
+                        row |= {
+                            "ratio_lo": math.exp(mean - half),
+                            "ratio_hi": math.exp(mean + half),
+                        }
+                out.append(row)
+    return out
 
 
 def report(preset: dict, results: list, outdir: Path) -> dict:
-    """Pareto plot, CSV of every point, JSON of nonzeros needed and ratios, summary rows."""
+    """Fronts of (nonzeros, test accuracy), the CSV of every point, the headline table, summary rows."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
     outdir = Path(outdir)
-    pairs = [(r["config"], r) for r in results]  # each result carries its config (seeds may differ)
-    rows = _points(preset, pairs)
-    methods = [*preset["methods"], "dense"]  # "dense": magnitude pruning of the unregularized net
-    opts, scopes = list(preset["optimizers"]), list(preset["scopes"])
-    dense = {
-        opt: next(
-            r
-            for r in rows
-            if r["optimizer"] == opt and r["method"] == "dense" and r["stage"] == "trained"
+    rows = _rows(results)
+    opts = list(dict.fromkeys(r["config"]["optimizer"] for r in results))
+    methods = [m for m in METHODS if any(r["config"]["method"] == m for r in results)]
+    head = _headline(rows, opts, methods)
+    seeds = sorted({r["config"]["seed"] for r in results})
+    fig, axes = plt.subplots(1, len(opts), figsize=(6.4 * len(opts), 4.6), squeeze=False)
+    colors = dict(zip(["dense", *METHODS], [f"C{i}" for i in range(10)], strict=True))
+    for ax, opt in zip(axes[0], opts, strict=True):
+        for m in ["dense", *methods]:
+            pts = []
+            for (_a, _t, stage), p in _candidates(rows, opt, m).items():
+                if stage == "finetuned":
+                    pts.append(
+                        (np.mean([q["nnz"] for q in p]), 100 * np.mean([q["test_acc"] for q in p]))
+                    )
+            front, best = [], -math.inf
+            for nnz, acc in sorted(pts, key=lambda q: (q[0], -q[1])):
+                if acc > best:
+                    front.append((nnz, acc))
+                    best = acc
+            ls = "-" if m in ENTROPIES else "--"
+            label = "dense + pruning" if m == "dense" else m
+            ax.plot(*zip(*front, strict=True), ls, marker="o", ms=3, color=colors[m], label=label)
+        d = next(h for h in head if h["optimizer"] == opt)
+        for drop, style in zip(TARGET_DROPS, (":", "-."), strict=True):
+            ax.axhline(100 * d["dense_test_acc"] - drop, color="k", lw=0.7, ls=style)
+        ax.axhline(100 * d["dense_test_acc"], color="k", lw=0.9, label="dense (test)")
+        for h in head:
+            if h["optimizer"] == opt and h["drop_pp"] == 1.0 and h["reached"]:
+                ax.plot(h["nnz"], 100 * h["test_acc"], "*", ms=10, color=colors[h["method"]])
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(100 * d["dense_test_acc"] - 6, 100 * d["dense_test_acc"] + 1.5)
+        ax.set(xlabel="nonzero weights", ylabel="test accuracy (%), seed mean")
+        ax.set_title(
+            f"{opt}: fine-tuned fronts; ★ = chosen on validation at dense − 1 pp", fontsize=9
         )
-        for opt in opts
-    }
-    ratios = []
-    for opt in opts:
-        for scope in scopes:
-            for kinds in (("abs",), ("rel",), ("abs", "rel")):
-                for drop in TARGET_DROPS:
-                    target = dense[opt]["acc"] - drop / 100.0
-                    need = {
-                        m: _needed(_method_points(preset, rows, opt, m, scope, kinds), target)
-                        for m in methods
-                    }
-                    for ent in [m for m in methods if m in ENTROPIES]:
-                        for base in [m for m in methods if m not in ENTROPIES]:
-                            e, b = need[ent], need[base]
-                            ratios.append(
-                                {
-                                    "optimizer": opt,
-                                    "scope": scope,
-                                    "threshold_kind": "+".join(kinds),
-                                    "target_drop_pp": drop,
-                                    "target_acc": target,
-                                    "entropy": ent,
-                                    "baseline": base,
-                                    "entropy_nnz": e and e["nnz"],
-                                    "entropy_acc": e and e["acc"],
-                                    "baseline_nnz": b and b["nnz"],
-                                    "baseline_acc": b and b["acc"],
-                                    "entropy_point": e and _describe(e),
-                                    "baseline_point": b and _describe(b),
-                                    "entropy_dead_units": e and e["dead_units"],
-                                    "baseline_dead_units": b and b["dead_units"],
-                                    "ratio_baseline_over_entropy": (
-                                        b["nnz"] / e["nnz"] if (e and b and e["nnz"] > 0) else None
-                                    ),
-                                }
-                            )
-    # figure: one panel per (optimizer, scope), fine-tuned Pareto fronts
-    fig, axes = plt.subplots(
-        len(opts), len(scopes), figsize=(5.2 * len(scopes), 3.8 * len(opts)), squeeze=False
-    )
-    colors = dict(
-        zip(
-            list(sparse.REGULARIZERS),
-            plt.rcParams["axes.prop_cycle"].by_key()["color"],
-            strict=False,
-        )
-    )
-    colors["dense"] = "0.5"
-    for i, opt in enumerate(opts):
-        for j, scope in enumerate(scopes):
-            ax = axes[i][j]
-            for m in methods:
-                pts = _method_points(preset, rows, opt, m, scope)
-                if not pts:
-                    continue
-                label = "dense + pruning" if m == "dense" else m
-                ax.scatter(
-                    [p["nnz"] for p in pts],
-                    [100 * p["acc"] for p in pts],
-                    s=8,
-                    alpha=0.35,
-                    color=colors[m],
-                )
-                front = _pareto(pts)
-                ls = "-" if m in ENTROPIES else "--"
-                ax.plot(
-                    [p["nnz"] for p in front],
-                    [100 * p["acc"] for p in front],
-                    ls,
-                    marker="o",
-                    ms=3,
-                    color=colors[m],
-                    label=label,
-                )
-            d = dense[opt]
-            ax.axhline(
-                100 * d["acc"],
-                color="k",
-                lw=0.8,
-                label=f"dense {100 * d['acc']:.1f}% ({d['nnz']:.0f} w)",
-            )
-            ax.axhline(100 * d["acc"] - 1, color="k", lw=0.6, ls=":")
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap
-            ax.set_ylim(max(0, 100 * d["acc"] - 15), 100 * d["acc"] + 2)
-            ax.set_title(f"{opt}, {scope} scope (pruned abs/rel, +/- fine-tune)", fontsize=9)
-            ax.set_xlabel("nonzero weights")
-            ax.set_ylabel("test accuracy (%)")
-            ax.legend(fontsize=6, loc="lower right")
-    data_name = (
-        "MNIST 784-300-100-10"
-        if preset.get("mnist")
-        else f"digits 64-{'-'.join(map(str, preset['hidden']))}-10"
-    )
+        ax.legend(fontsize=7, loc="lower right")
+    data_name = "MNIST 55k/5k/10k" if preset.get("mnist") else "MNIST-5k 3,500/500/1,000"
     fig.suptitle(
-        f"{NAME}: {data_name}, {len({c['seed'] for c, _ in pairs})} seeds (means)", fontsize=10
+        f"{NAME}: {data_name}, LeNet-300-100, {len(seeds)} seeds, cap {preset['max_epochs']} epochs",
+        fontsize=10,
     )
     fig.tight_layout()
-    data = {"dense": dense, "ratios": ratios, "seconds": sum(r["seconds"] for _, r in pairs)}
-    files = write_outputs(fig, outdir, NAME, rows, data, extra_tables={"ratios": ratios})
-    return {"files": files, "rows": _summary_rows(preset, ratios, dense)}
+    payload = {"preset": preset, "headline": head, "seconds": sum(r["seconds"] for r in results)}
+    payload["training"] = [
+        {**{k: r["config"][k] for k in ("optimizer", "method", "alpha", "seed")}, **r["trained"]}
+        for r in results
+    ]
+    files = write_outputs(fig, outdir, NAME, rows, payload, extra_tables={"headline": head})
+    return {"files": files, "rows": _summary_rows(preset, head, len(seeds))}
 
 
-def _describe(point: dict) -> str:
-    """Where a point comes from: alpha, threshold and whether it was fine-tuned."""
-    stage = "fine-tuned" if point["stage"] == "finetuned" else "pruned only"
-    return f"alpha={point['alpha']:g}, {point['kind']} t={point['threshold']:g}, {stage}"
+def _fmt_ci(mean, half, spec=".0f"):
+    return f"{format(mean, spec)} ± {format(half, spec)}"
 
 
-def _fmt(x, spec=".0f"):
-    return "n/a" if x is None else format(x, spec)
-
-
-def _summary_rows(preset, ratios, dense) -> list[dict]:
+def _summary_rows(preset, head, n_seeds) -> list[dict]:
     out = []
-    for opt in preset["optimizers"]:
-        for scope in preset["scopes"]:
-            for ent in [m for m in preset["methods"] if m in ENTROPIES]:
-                sel = [
-                    r
-                    for r in ratios
-                    if r["optimizer"] == opt
-                    and r["scope"] == scope
-                    and r["entropy"] == ent
-                    and r["threshold_kind"] == "abs+rel"
-                    and r["target_drop_pp"] == 1.0
-                ]
-                if not sel:
-                    continue
-                e = sel[0]
-                parts = [
-                    f"{r['baseline']} {_fmt(r['baseline_nnz'])} ({_fmt(r['ratio_baseline_over_entropy'], '.2f')}x)"
-                    for r in sel
-                ]
-                out.append(
-                    {
-                        "figure": NAME,
-                        "claim": f"{ent} ({opt}, {scope} scope) needs ~10x fewer nonzeros than baselines at equal accuracy",
-                        "paper": "~10x fewer nonzeros than Lp regularizers (LeNet-300-100, MNIST)",
-                        "measured": (
-                            f"at >= {100 * e['target_acc']:.2f}% (dense {100 * dense[opt]['acc']:.2f}% - 1 pp): "
-                            f"{ent} {_fmt(e['entropy_nnz'])} nonzeros "
-                            f"({_fmt(e['entropy_dead_units'])} of {sum(preset['hidden'])} hidden units dead); "
-                            + "; ".join(parts)
-                            + " (ratio = baseline/entropy nonzeros; >1 favours the entropy)"
-                        ),
-                    }
-                )
-    for opt in preset["optimizers"]:
-        for kind in ("abs", "rel"):
-            sel = [
-                r
-                for r in ratios
-                if r["optimizer"] == opt
-                and r["scope"] == "layer"
-                and r["threshold_kind"] == kind
-                and r["target_drop_pp"] == 1.0
-                and r["entropy"] == "spatial_entropy"
-            ]
-            if not sel:
+    data_name = "MNIST" if preset.get("mnist") else "MNIST-5k"
+    for h0 in head:
+        if h0["method"] != "dense":
+            continue
+        sel = [
+            h for h in head if h["optimizer"] == h0["optimizer"] and h["drop_pp"] == h0["drop_pp"]
+        ]
+        parts = []
+        for h in sel:
+            if h["method"] == "dense":
                 continue
-            out.append(
-                {
-                    "figure": NAME,
-                    "claim": f"the ranking does not hinge on the prune threshold ({opt}, {kind} thresholds only)",
-                    "paper": "not addressed (DeepHoyer prunes |w| < 1e-3)",
-                    "measured": f"spatial_entropy {_fmt(sel[0]['entropy_nnz'])} nonzeros; "
-                    + "; ".join(
-                        f"{r['baseline']} {_fmt(r['baseline_nnz'])} ({_fmt(r['ratio_baseline_over_entropy'], '.2f')}x)"
-                        for r in sel
-                    ),
-                }
-            )
+            if not h["reached"]:
+                parts.append(f"{h['method']} never reaches it")
+                continue
+            text = f"{h['method']} {_fmt_ci(h['nnz'], h['nnz_ci'])}"
+            if h.get("ratio_to_best_lp") is not None and h["method"] != h["best_lp"]:
+                text += (
+                    f" ({h['ratio_to_best_lp']:.2f}x [{h['ratio_lo']:.2f}, {h['ratio_hi']:.2f}])"
+                )
+            parts.append(text)
+        out.append(
+            {
+                "figure": NAME,
+                "claim": (
+                    f"entropy regularizers need ~10x fewer nonzeros than Lp at dense - {h0['drop_pp']:g} pp "
+                    f"({h0['optimizer']}, {data_name}, LeNet-300-100, {n_seeds} seeds)"
+                ),
+                "paper": "~10x fewer nonzeros than Lp regularizers (LeNet-300-100, MNIST)",
+                "measured": (
+                    f"target {100 * h0['target_val_acc']:.2f}% validation (dense test "
+                    f"{100 * h0['dense_test_acc']:.2f} ± {100 * h0['dense_test_ci']:.2f}%); nonzeros "
+                    "(mean ± 95% CI; ratio to the best Lp baseline, geometric mean [95% CI]): "
+                    + "; ".join(parts)
+                ),
+            }
+        )
     return out
 
 
