@@ -264,11 +264,13 @@ def run(config: dict) -> dict:
                 if iteration >= config["iterations"]:
                     done = True
                     break
+    with np.errstate(over="ignore", invalid="ignore"):
+        test_acc = accuracy(net.predict(params, x_test), y_test)
     return {
         "config": config,
         **curve,
         "converged": converged(),
-        "test_acc": accuracy(net.predict(params, x_test), y_test),
+        "test_acc": test_acc,
         "seconds": time.process_time() - start,
     }
 
@@ -285,6 +287,8 @@ def _ci(values) -> tuple[float, float]:
     from scipy import stats
 
     v = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(v)):  # a diverged run: no interval
+        return float(np.inf if np.any(np.isinf(v)) else np.nan), math.nan
     if v.size < 2:
         return float(v.mean()), 0.0
     return float(v.mean()), float(
