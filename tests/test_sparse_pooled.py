@@ -1,4 +1,4 @@
-"""Tests of refreg.sparse_pooled: the position-aware (patch-pooled) spatial entropy, the second reconstruction."""
+"""Tests of refreg.sparse.pooled: the position-aware (patch-pooled) spatial entropy, the second reconstruction."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refreg import sparse
-from refreg.sparse_pooled import PooledSpatialEntropy, patch_matrix
+from refreg.sparse.pooled import PooledSpatialEntropy, patch_matrix
 from refreg.testing import numerical_grad, relative_error
 
 

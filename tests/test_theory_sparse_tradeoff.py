@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import numpy as np
 from figure_checks import run_tiny
@@ -71,15 +72,14 @@ def test_every_method_and_optimizer_runs():
     """One config per (optimizer, method) of the full preset, shrunk to a 784-8-10 net and one epoch."""
     seen = set()
     for cfg in figure.configs(figure.PRESETS["full"], seeds=1):
-        key = (cfg["optimizer"], cfg["method"])
+        key = (cfg.optimizer, cfg.method)
         if key in seen:
             continue
         seen.add(key)
-        small = {**cfg, "hidden": [8], "n_train": 200, "max_epochs": 1, "finetune_epochs": 1}
-        small["thresholds"] = [0.1]
-        res = figure.run(small)
+        small = replace(cfg, hidden=(8,), n_train=200, max_epochs=1, finetune_epochs=1)
+        res = figure.run(replace(small, thresholds=(0.1,)))
         assert 0.0 <= res["trained"]["test_acc"] <= 1.0
         assert res["points"][0]["finetuned"]["nnz"] <= res["points"][0]["pruned"]["nnz"]
     assert {m for _, m in seen} == {"dense", *figure.METHODS}
     assert {o for o, _ in seen} == {"adam", "sgd"}
-    assert len({c["seed"] for c in figure.configs(figure.PRESETS["quick"])}) >= 3
+    assert len({c.seed for c in figure.configs(figure.PRESETS["quick"])}) >= 3

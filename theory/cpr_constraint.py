@@ -17,6 +17,7 @@ accuracy, and the largest relative violation (R − κ)/κ once the bound is set
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,18 +76,29 @@ PRESETS["tiny"]["methods"] = {
 }
 
 
-def configs(preset: dict, seeds: int | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class Run:
+    """One training run: a method (``cpr`` holds AdamCPR's options), AdamW's weight decay, one seed."""
+
+    method: str
+    seed: int
+    weight_decay: float = 0.0
+    cpr: dict = field(default_factory=dict)
+    hidden: tuple[int, ...] = (128, 64)
+    batch_size: int = 64
+    lr: float = 1e-3
+    record_every: int = 10
+    epochs: int = 12
+    n_train: int = 3500
+
+
+def configs(preset: dict, seeds: int | None = None) -> list[Run]:
     """One config per (seed, method), AdamW once per weight decay of the grid."""
     n_seeds = preset["seeds"] if seeds is None else seeds
-    keys = ("hidden", "batch_size", "lr", "record_every", "epochs", "n_train")
+    keys = ("batch_size", "lr", "record_every", "epochs", "n_train")
+    common = {k: preset[k] for k in keys} | {"hidden": tuple(preset["hidden"])}
     return [
-        {
-            **{k: preset[k] for k in keys},
-            "seed": seed,
-            "method": m,
-            "cpr": dict(o),
-            "weight_decay": wd,
-        }
+        Run(method=m, seed=seed, weight_decay=wd, cpr=dict(o), **common)
         for seed in range(n_seeds)
         for m, o in preset["methods"].items()
         for wd in (preset["weight_decays"] if m == "adamw" else [0.0])
@@ -101,9 +113,10 @@ def _warm_start(config: dict) -> int | None:
     )
 
 
-def run(config: dict) -> dict:
+def run(config: Run) -> dict:
     """Train one method; per weight matrix the curves of R, κ, λ; test accuracy."""
     start = time.process_time()
+    config = asdict(config)
     seed = config["seed"]
     ds = data.mnist5k()  # one fixed split; the seed varies the initialisation and the batch order
     ds = ds._replace(

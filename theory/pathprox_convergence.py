@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,28 @@ PRESETS = {
 }
 
 
-def configs(preset: dict, seeds: int | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class Run:
+    """One training run: a method at one lr, one seed."""
+
+    method: str
+    lr: float
+    seed: int
+    lam: float = 1e-4
+    width: int = 400
+    depth: int = 6
+    layout: str = "factorized"
+    batch_size: int = 200
+    per_class: int = 100
+    iterations: int = 100_000
+    eval_every: int = 500
+    window: int = 5000
+    tol: float = 1e-3
+    active_rel: float = 1e-2
+    mnist: str | None = None
+
+
+def configs(preset: dict, seeds: int | None = None) -> list[Run]:
     """One run per (seed, method, lr): PathProx (sphere, joint) at ``lr``, SGD + WD at every baseline lr."""
     n_seeds = seeds if seeds is not None else preset["seeds"]
     keys = (
@@ -109,7 +131,7 @@ def configs(preset: dict, seeds: int | None = None) -> list[dict]:
     runs = [("pathprox_sphere", preset["lr"]), ("pathprox_joint", preset["lr"])]
     runs += [("sgd_weight_decay", lr) for lr in preset["baseline_lrs"]]
     return [
-        {**{k: preset[k] for k in keys}, "method": method, "lr": lr, "seed": seed}
+        Run(method=method, lr=lr, seed=seed, **{k: preset[k] for k in keys})
         for seed in range(n_seeds)
         for method, lr in runs
     ]
@@ -206,9 +228,10 @@ def _active_above(params: dict, groups: Groups, rel: float) -> float:
     return 100.0 * float(np.mean(allp > rel * allp.max())) if allp.max() > 0 else 0.0
 
 
-def run(config: dict) -> dict:
+def run(config: Run) -> dict:
     """Train one method until the stopping rule; objective and active units every ``eval_every`` iterations."""
     start = time.process_time()
+    config = asdict(config)
     x, y, x_test, y_test = _data(config)
     net, groups = _model(config, x.shape[1], 10)
     params = net.init(rng=config["seed"], dtype="float32")

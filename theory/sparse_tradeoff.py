@@ -19,7 +19,7 @@ Protocol (DeepHoyer's LeNet-300-100 setup, with every choice made on a validatio
   validation accuracy reaches it is chosen; its per-seed test accuracy and nonzeros are reported with 95%
   t-intervals; the ratio to the best Lp baseline (L1, L2, group lasso) is the geometric mean over seeds of the
   per-seed ratio, with a t-interval on the logs. Dead units and removable weights by
-  ``refreg.sparse_structure.structure`` at every point.
+  ``refreg.sparse.structure`` at every point.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from refreg import MLP, adam, data, sgd, sparse, training
-from refreg.sparse_pooled import PooledSpatialEntropy
-from refreg.sparse_structure import structure
+from refreg.sparse import PooledSpatialEntropy, structure
 from theory._common import run_sequential, write_outputs
 
 NAME = "sparse_tradeoff"
@@ -118,20 +118,42 @@ PRESETS = {
 }
 
 
-def configs(preset: dict, seeds: int | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class Run:
+    """One training run: a regularizer at one alpha (``method="dense"``: alpha 0), one optimizer, one seed."""
+
+    method: str
+    alpha: float
+    optimizer: str
+    seed: int
+    lr: float
+    finetune_lr: float
+    hidden: tuple[int, ...] = (300, 100)
+    batch_size: int = 100
+    momentum: float = 0.9
+    rel_tol: float = 1e-3
+    n_train: int = 3500
+    max_epochs: int = 100
+    patience: int = 10
+    finetune_epochs: int = 10
+    thresholds: tuple[float, ...] = tuple(THRESHOLDS)
+    mnist: str | None = None
+
+
+def configs(preset: dict, seeds: int | None = None) -> list[Run]:
     """One config per (seed, optimizer, method, alpha), plus the dense net (alpha = 0) per (seed, optimizer)."""
     n_seeds = preset["seeds"] if seeds is None else seeds
-    keys = ("hidden", "batch_size", "momentum", "rel_tol", "mnist", "n_train", "max_epochs")
-    keys += ("patience", "finetune_epochs", "thresholds")
+    keys = ("batch_size", "momentum", "rel_tol", "mnist", "n_train", "max_epochs")
+    keys += ("patience", "finetune_epochs")
     out = []
     for seed in range(n_seeds):
         for opt in preset["optimizers"]:
-            common = {k: preset[k] for k in keys}
-            common |= {"seed": seed, "optimizer": opt, "lr": preset["lr"][opt]}
-            common["finetune_lr"] = preset["finetune_lr"][opt]
-            out.append({**common, "method": "dense", "alpha": 0.0})
+            common = {k: preset[k] for k in keys} | {"seed": seed, "optimizer": opt}
+            common |= {"hidden": tuple(preset["hidden"]), "thresholds": tuple(preset["thresholds"])}
+            common |= {"lr": preset["lr"][opt], "finetune_lr": preset["finetune_lr"][opt]}
+            out.append(Run(method="dense", alpha=0.0, **common))
             for method, alphas in preset["methods"].items():
-                out += [{**common, "method": method, "alpha": float(a)} for a in alphas]
+                out += [Run(method=method, alpha=float(a), **common) for a in alphas]
     return out
 
 
@@ -205,9 +227,10 @@ def _point(net, params, ds, x, names) -> dict:
 _STRUCT = ("nnz", "nnz_effective", "dead_units", "dead_inputs")
 
 
-def run(config: dict) -> dict:
+def run(config: Run) -> dict:
     """Train to the stopping rule, then for every threshold: prune, evaluate, fine-tune, evaluate."""
     t0 = time.process_time()
+    config = asdict(config)
     ds = _dataset(config)
     x = {k: getattr(ds, f"x_{k}").astype(np.float32) for k in ("train", "val", "test")}
     net = MLP([784, *config["hidden"], 10])

@@ -26,12 +26,17 @@ sign(0)    --             ``0``: the subgradient chosen at the kink of ``|w|`` (
 Every regularizer is an object with ``value(W)``, ``grad(W)`` and ``value_and_grad(W)`` (exact closed-form
 gradients, no autodiff) and an attribute ``scale_invariant``; ``REGULARIZERS`` maps names to them.
 :func:`penalty` sums a regularizer over the weight matrices of a net, per layer or network-wide.
-:func:`magnitude_mask`, :func:`apply_mask`, :func:`count_nonzero` and :func:`masked` prune and fine-tune.
+:func:`magnitude_mask`, :func:`apply_mask`, :func:`count_nonzero` and :func:`masked` prune and fine-tune;
+:func:`structure` counts what a pruned net keeps (dead units, removable weights).
+:class:`PooledSpatialEntropy` is a second, position-aware reconstruction for image input layers
+(``docs/sparse_position_aware.md``); it takes the image layout, so it is not in ``REGULARIZERS``.
 """
 
 from refreg.sparse.baselines import L1, L2, GroupHoyerSquare, GroupLasso, Hoyer, HoyerSquare
+from refreg.sparse.dead_units import structure
 from refreg.sparse.entropy import ElementEntropy, SpatialEntropy
 from refreg.sparse.network import REGULARIZERS, SCOPES, get_regularizer, penalty, weight_names
+from refreg.sparse.pooled import PooledSpatialEntropy, patch_matrix
 from refreg.sparse.pruning import Masked, apply_mask, count_nonzero, magnitude_mask, masked
 from refreg.sparse.regularizer import Regularizer
 
@@ -46,6 +51,7 @@ __all__ = [
     "Hoyer",
     "HoyerSquare",
     "Masked",
+    "PooledSpatialEntropy",
     "Regularizer",
     "SpatialEntropy",
     "apply_mask",
@@ -53,6 +59,8 @@ __all__ = [
     "get_regularizer",
     "magnitude_mask",
     "masked",
+    "patch_matrix",
     "penalty",
+    "structure",
     "weight_names",
 ]

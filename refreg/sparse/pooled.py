@@ -27,13 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from refreg.sparse import (
-    Regularizer,
-    _max_abs,
-    _safe,
-    _safe_log,
-    _sum,
-)
+from refreg.sparse._matrices import _max_abs, _safe, _safe_log, _sum
+from refreg.sparse.regularizer import Regularizer
 
 __all__ = ["PooledSpatialEntropy", "patch_matrix"]
 

@@ -1,4 +1,4 @@
-"""Tests of refreg.sparse_structure on hand-made nets whose dead units and removable weights are known."""
+"""Tests of refreg.sparse.structure on hand-made nets whose dead units and removable weights are known."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refreg import MLP
-from refreg.sparse_structure import structure
+from refreg.sparse.dead_units import structure
 
 
 def test_hand_made_net():
