@@ -21,6 +21,7 @@ __all__ = [
     "check_param_dtype",
     "float_dtype",
     "get_namespace",
+    "host_namespace",
     "is_array",
     "namespace_of_params",
     "pairwise_blocks",
@@ -278,3 +279,15 @@ def pairwise_blocks(reduce_block: Any, size: int, block: int | None = None) -> A
         return tree(start, start + half) + tree(start + half, stop)
 
     return tree(0, size)
+
+
+def host_namespace(xp: Any) -> Any:
+    """``numpy`` itself for array-api-compat's NumPy namespace, else ``xp`` unchanged (a speed path).
+
+    array-api-compat wraps many NumPy functions (``where``, ``ones_like``, ``sign``, ...) in Python shims that
+    check devices and keywords on every call: a few microseconds each, which on small arrays (the marginals of
+    the sparse regularizers) cost more than the arithmetic. Code that makes only calls whose NumPy and array-API
+    meanings agree can run on ``numpy`` directly; the results are the same bit for bit
+    (``tests/test_speed_paths.py`` checks every sparse regularizer).
+    """
+    return np if array_api_compat.is_numpy_namespace(xp) else xp

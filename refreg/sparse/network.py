@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from refreg._backend import is_array, namespace_of_params
+from refreg._backend import host_namespace, is_array, namespace_of_params
 from refreg._validation import check_choice, check_nonnegative
 from refreg.sparse._matrices import (
     _check_matrices,
@@ -126,7 +126,7 @@ def penalty(
     namespace_of_params(params)
     keys = weight_names(params, names)
     Ws = [params[k] for k in keys]
-    xp = _check_matrices(Ws, [f"params[{k!r}]" for k in keys])
+    xp = host_namespace(_check_matrices(Ws, [f"params[{k!r}]" for k in keys]))
     if scope == "network":
         value, grads = reg._compute(xp, Ws, need_grad=True)
     else:

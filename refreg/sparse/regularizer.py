@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from refreg._backend import host_namespace
 from refreg.sparse._matrices import (
     _check_matrices,
     _check_matrix,
@@ -36,7 +37,7 @@ class Regularizer:
 
     def value(self, W: Any) -> Any:
         """``R(W)`` as a 0-d array of ``W``'s namespace and dtype; ``W`` of shape (m, n)."""
-        xp = _check_matrix("W", W)
+        xp = host_namespace(_check_matrix("W", W))
         return self._compute(xp, [W], need_grad=False)[0]
 
     def grad(self, W: Any) -> Any:
@@ -45,7 +46,7 @@ class Regularizer:
 
     def value_and_grad(self, W: Any) -> tuple[Any, Any]:
         """``(R(W), ∇R(W))`` in one pass; ``W`` of shape (m, n)."""
-        xp = _check_matrix("W", W)
+        xp = host_namespace(_check_matrix("W", W))
         value, grads = self._compute(xp, [W], need_grad=True)
         return value, grads[0]
 
@@ -57,5 +58,5 @@ class Regularizer:
         """
         if isinstance(Ws, (str, bytes)) or not isinstance(Ws, Sequence) or len(Ws) == 0:
             raise TypeError(f"Ws must be a non-empty list of matrices, got {type(Ws).__name__}")
-        xp = _check_matrices(Ws, [f"Ws[{i}]" for i in range(len(Ws))])
+        xp = host_namespace(_check_matrices(Ws, [f"Ws[{i}]" for i in range(len(Ws))]))
         return self._compute(xp, list(Ws), need_grad=True)
