@@ -2,12 +2,16 @@
 
 ``xp`` runs a test on NumPy, on ``array_api_strict`` (the strict stand-in for a GPU array library on a machine
 without one) and on CuPy when a CUDA device is present; the CuPy case skips with its reason otherwise.
-Hypothesis profiles (``HYPOTHESIS_PROFILE``): ``dev`` (default, fast), ``ci``, ``intense`` (1,000 examples).
+Hypothesis profiles (``HYPOTHESIS_PROFILE``): ``dev`` (default, fast, random), ``ci`` (derandomized: the
+same examples on every run, so CI is reproducible; set by ``.ci/run``), ``intense`` (1,000 examples).
+The terminal summary reports how many hypothesis examples the run executed (passing test cases over all
+phases, from hypothesis' own statistics).
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -15,11 +19,19 @@ from hypothesis import HealthCheck, settings
 
 from refreg._backend import to_numpy
 
+CI_MAX_EXAMPLES = 100
+
 settings.register_profile(
     "dev", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
-    "ci", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci",
+    max_examples=CI_MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
     "intense", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -71,3 +83,23 @@ def asnumpy(x):
 @pytest.fixture
 def to_np():
     return asnumpy
+
+
+_PASSING = re.compile(r"(\d+) passing examples")
+_EXAMPLES = {"tests": 0, "examples": 0}
+
+
+def pytest_runtest_teardown(item):
+    stats = getattr(item, "hypothesis_statistics", None)
+    if stats:
+        _EXAMPLES["tests"] += 1
+        _EXAMPLES["examples"] += sum(int(n) for n in _PASSING.findall(stats))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _EXAMPLES["tests"]:
+        profile = settings.get_current_profile_name()
+        terminalreporter.write_line(
+            f"hypothesis: {_EXAMPLES['examples']} examples in {_EXAMPLES['tests']} property tests "
+            f"(profile {profile!r})"
+        )
