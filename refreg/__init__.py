@@ -23,10 +23,6 @@ from refreg.optim import adam, adamw, sgd
 
 __version__ = "0.1.0"
 
-# The state classes of the flat modules, allowed in checkpoints under stable names (see refreg.io)
-io.register_state("CPRState")(cpr.CPRState)
-io.register_state("PathProxState")(pathprox.PathProxState)
-
 __all__ = [
     "MLP",
     "adam",

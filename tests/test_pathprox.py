@@ -421,7 +421,7 @@ def test_prox_bad_input():
         prox_norm_product(np.ones(3), np.ones((3, 3)), 0.1)
     with pytest.raises(ValueError, match=r"b must have shape \(2,\)"):
         project_unit_sphere(np.ones((2, 3)), np.ones(3))
-    with pytest.raises(TypeError, match="real floating"):
+    with pytest.raises(TypeError, match="must have dtype float32 or float64"):
         group_soft_threshold(np.ones(3, dtype=np.int64), 0.1)
     with pytest.raises(ValueError, match="axis must be in"):
         group_soft_threshold(np.ones((2, 2)), 0.1, axis=2)

@@ -335,7 +335,7 @@ def test_bad_input_messages():
         sparse.penalty(params, "l1", 1.0, names=["missing"])
     with pytest.raises(ValueError, match="params holds no 2-D weight matrix"):
         sparse.penalty({"b": np.ones(3)}, "l1", 1.0)
-    with pytest.raises(TypeError, match="real floating dtype"):
+    with pytest.raises(TypeError, match="must have dtype float32 or float64"):
         sparse.REGULARIZERS["hoyer"].value(np.ones((2, 2), dtype=np.int64))
     with pytest.raises(ValueError, match="m, n >= 1"):
         sparse.REGULARIZERS["hoyer"].value(np.ones((0, 2)))
@@ -359,3 +359,71 @@ def test_l2_gradient_is_a_copy():
     g = sparse.REGULARIZERS["l2"].grad(W)
     g[0, 0] = 5.0
     assert W[0, 0] == 1.0
+
+
+# ------------------------------------------------------------------ scale invariance over the whole float range
+_INT_W = np.array([[3.0, -1.0, 0.0, 7.0], [0.0, 2.0, -5.0, 1.0], [0.0, 0.0, 0.0, -4.0]])
+
+
+@pytest.mark.parametrize("name", INVARIANT)
+def test_scale_invariance_is_bitwise_for_every_power_of_two_down_to_subnormal(name):
+    """``2^k W`` is exact for integer W (|w| <= 7) and k in [-1074, 1020]: R must not move by one bit."""
+    reg = sparse.REGULARIZERS[name]
+    value = reg.value(_INT_W)
+    for k in range(-1074, 1021, 13):
+        assert reg.value(np.ldexp(_INT_W, k)).tobytes() == value.tobytes(), k
+    _, grad = reg.value_and_grad(_INT_W)
+    for k in range(-1000, 1001, 50):  # ∇R(2^k W) = 2^-k ∇R(W), exactly while both are normal
+        np.testing.assert_array_equal(
+            reg.value_and_grad(np.ldexp(_INT_W, k))[1], np.ldexp(grad, -k)
+        )
+
+
+@pytest.mark.parametrize("name", INVARIANT)
+def test_scale_invariance_for_c_from_1e_minus_320_to_1e300(name):
+    """R(cW) = R(W) up to the rounding of cW itself: to 1e-12 where cW is normal, and R(V) = R(V/c) always."""
+    reg = sparse.REGULARIZERS[name]
+    rng = np.random.default_rng(0)
+    W = rng.uniform(0.1, 1.0, (4, 5)) * rng.choice([-1.0, 1.0], (4, 5))
+    W[1, 2] = 0.0
+    value = float(reg.value(W))
+    for c in np.logspace(-320, 300, 125):
+        V = c * W
+        got = float(reg.value(V))
+        assert math.isfinite(got), c
+        np.testing.assert_allclose(got, float(reg.value(V / c)), rtol=1e-12, err_msg=str(c))
+        if c * 0.1 > np.finfo(np.float64).tiny:
+            np.testing.assert_allclose(got, value, rtol=1e-12, err_msg=str(c))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("w", [5e-324, -5e-324, 1e-310, np.finfo(np.float64).max])
+def test_extreme_single_weights_give_numbers(name, w):
+    reg = sparse.REGULARIZERS[name]
+    W = np.array([[w]])
+    value, grad = reg.value_and_grad(W)
+    assert not np.isnan(value) and not np.isnan(grad).any()
+    if reg.scale_invariant:
+        assert value == reg.value(np.array([[1.0]]))
+        assert np.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_a_floating_point_error(name, bad):
+    W = np.ones((2, 3))
+    W[1, 1] = bad
+    with pytest.raises(FloatingPointError, match="NaN or inf"):
+        sparse.REGULARIZERS[name].value_and_grad(W)
+
+
+@pytest.mark.parametrize("name", INVARIANT)
+def test_float32_subnormal_weights(name):
+    reg = sparse.REGULARIZERS[name]
+    W = _INT_W.astype(np.float32)
+    value = reg.value(W)
+    for k in (-149, -140, -126, -60, 0, 60, 120):
+        V = np.ldexp(W, k).astype(np.float32)
+        assert V.dtype == np.float32 and reg.value(V).dtype == np.float32
+        assert reg.value(V).tobytes() == value.tobytes(), k

@@ -5,15 +5,19 @@ python -m theory figures [NAME ...] [--preset tiny|quick|full] [--out figures/] 
 python -m theory list
 
 It runs from a checkout of the repository (the wheel installs only the library, ``refreg``). Errors in the
-user's input (an unknown figure, a missing MNIST folder, an unreachable scheduler) print one line and exit
-with status 2; any other exception is a bug in refreg or a figure script and propagates with its traceback.
+user's input (an unknown figure, a missing MNIST folder, an unreachable scheduler, an unwritable ``--out``,
+an absurd ``--seeds``) print one line and exit with status 2; any other exception is a bug in refreg or a
+figure script and propagates with its traceback. SIGINT (status 130) and SIGTERM (143) stop the worker
+processes before exiting; finished runs stay cached.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 
 from theory import runner
@@ -22,14 +26,46 @@ from theory.runner import FigureInputError
 PROG = "python -m theory"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
-    return value
+def _int_in(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int >= {low}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an int in [{low}, {high}], got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_in(1, 10**6)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception in the main thread so that the workers are stopped on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _stop_workers(executor: object) -> None:
+    """Terminate a process pool's workers now (an interrupted run must not leave them computing)."""
+    processes = dict(
+        getattr(executor, "_processes", None) or {}
+    )  # ProcessPoolExecutor's worker table
+    for proc in processes.values():
+        proc.terminate()
+    executor.shutdown(wait=False, cancel_futures=True)
+    for proc in processes.values():
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -79,8 +115,10 @@ def _figures(args: argparse.Namespace) -> int:
             mnist=args.mnist,
             progress=not args.no_progress,
         )
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True) if client is None else client.close()
+    except BaseException:
+        _stop_workers(executor) if client is None else client.close()
+        raise
+    executor.shutdown(wait=True) if client is None else client.close()
     print(
         f"{len(summaries)} figure(s) in {time.perf_counter() - start:.1f} s; table: {os.path.join(args.out, 'summary.md')}"
     )
@@ -104,12 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--out", default="figures", help="output folder (default: figures/)")
     fig.add_argument(
         "--seeds",
-        type=_positive_int,
+        type=_int_in(1, runner.MAX_SEEDS),
         default=None,
         help="seeds per setting (default: the preset's)",
     )
     fig.add_argument(
-        "--workers", type=_positive_int, default=os.cpu_count() or 1, help="local processes"
+        "--workers", type=_int_in(1, 256), default=os.cpu_count() or 1, help="local processes"
     )
     fig.add_argument("--executor", default="local", choices=["local", "dask"])
     fig.add_argument(
@@ -128,16 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input prints ``python -m theory: error: ...`` and returns 2 (no traceback)."""
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         return args.func(args)
     except (FigureInputError, ConnectionError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print(
-            f"{PROG}: interrupted; finished runs are cached and a re-run resumes", file=sys.stderr
+            f"{PROG}: {'terminated' if isinstance(err, Terminated) else 'interrupted'}; "
+            "finished runs are cached and a re-run resumes",
+            file=sys.stderr,
         )
-        return 130
+        return 128 + (err.signum if isinstance(err, Terminated) else signal.SIGINT)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

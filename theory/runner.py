@@ -5,7 +5,8 @@ transition, a JSON-able dict) holding everything the run depends on, its seed in
 cached in ``<out>/.cache/<figure>/<hash>.json``, where the hash (:func:`cache_key`) covers the figure, the
 configuration's class and every field, and the source code of refreg and of the script, so a re-run recomputes
 exactly the runs whose inputs changed, and an interrupted sweep resumes where it stopped (results are written
-to a temporary name and renamed). Runs go to a local process pool by default, or to a Dask cluster
+to a temporary name and renamed; leftover temporaries are removed). Each entry stores the sha256 of its
+content: an entry that does not verify (truncated, edited, not JSON) is recomputed, never trusted. Runs go to a local process pool by default, or to a Dask cluster
 (``client.get_executor()``). This module lives beside the figure scripts: ``refreg`` never imports it.
 """
 
@@ -25,12 +26,16 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MAX_SEEDS",
     "FigureInputError",
     "InlineExecutor",
     "available_figures",
     "cache_key",
+    "check_outdir",
     "figure_module",
+    "read_cache_entry",
     "run_figures",
+    "write_cache_entry",
     "write_summary",
 ]
 
@@ -134,10 +139,64 @@ def timed_run(module_name: str, config: Any) -> dict:
 def _write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+MAX_SEEDS = 1000
+"""Most seeds per setting the runner accepts (the full presets use 3 to 5)."""
+
+
+def _digest(outcome: Any) -> str:
+    return hashlib.sha256(json.dumps(outcome, sort_keys=True).encode()).hexdigest()
+
+
+def write_cache_entry(path: Path, outcome: Any) -> None:
+    """Store a run's outcome with the sha256 of its canonical JSON, atomically (temporary name, rename).
+
+    An entry that cannot be written is a :class:`FigureInputError` naming it (an unwritable ``--out``).
+    """
+    try:
+        _write_json_atomic(path, {"sha256": _digest(outcome), "outcome": outcome})
+    except OSError as err:
+        raise FigureInputError(f"cannot write the cache entry {str(path)!r}: {err}") from None
+
+
+def read_cache_entry(path: Path, log: Callable[[str], None] = print) -> Any | None:
+    """The outcome stored at ``path`` if its hash verifies; ``None`` (recompute) if missing or corrupt."""
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text())
+        if set(entry) == {"sha256", "outcome"} and entry["sha256"] == _digest(entry["outcome"]):
+            return entry["outcome"]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError):
+        pass
+    log(f"cache entry {str(path)!r} is corrupt or unreadable; recomputing it")
+    return None
+
+
+def _clean_temporaries(folder: Path) -> None:
+    """Remove the ``.<name>*.tmp`` files an interrupted atomic write can leave behind."""
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def check_outdir(outdir: Path) -> None:
+    """``outdir`` is (or can be made) a writable folder; a :class:`FigureInputError` naming it otherwise."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir):
+            pass
+    except OSError as err:
+        raise FigureInputError(f"--out {str(outdir)!r} is not a writable folder: {err}") from None
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -190,8 +249,10 @@ def run_figures(
     names = list(names) if names else list(available_figures())
     modules = {name: figure_module(name) for name in names}
     outdir = Path(outdir)
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise FigureInputError(f"seeds must be an int >= 1, got {seeds!r}")
+    if seeds is not None and (
+        isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS
+    ):
+        raise FigureInputError(f"seeds must be an int in [1, {MAX_SEEDS}], got {seeds!r}")
     for name, module in modules.items():
         if preset not in module.PRESETS:
             raise FigureInputError(
@@ -204,6 +265,8 @@ def run_figures(
             load_mnist(mnist)  # fails early, naming the files it looked for
         except (FileNotFoundError, ValueError) as err:
             raise FigureInputError(str(err)) from err
+    check_outdir(outdir)
+    _clean_temporaries(outdir)
     executor = executor or InlineExecutor()
 
     jobs: dict[Future, tuple[str, int, Path]] = {}
@@ -226,10 +289,11 @@ def run_figures(
         digest = _source_digest(module)
         results: list[Any] = [None] * len(runs)
         cached = 0
+        _clean_temporaries(outdir / ".cache" / name)
         for i, run_config in enumerate(runs):
             path = outdir / ".cache" / name / f"{cache_key(name, run_config, digest)}.json"
-            if path.is_file():
-                results[i] = json.loads(path.read_text())
+            results[i] = read_cache_entry(path, log)
+            if results[i] is not None:
                 cached += 1
             else:
                 jobs[executor.submit(timed_run, module.__name__, run_config)] = (name, i, path)
@@ -281,7 +345,7 @@ def run_figures(
             except Exception as err:  # keep caching the runs that do finish, then raise
                 errors.append(err)
                 continue
-            _write_json_atomic(path, outcome)
+            write_cache_entry(path, outcome)
             plan[name]["results"][i] = outcome
             plan[name]["pending"] -= 1
             if bars[name] is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from refreg._backend import get_namespace
+from refreg._backend import check_param_dtype, get_namespace
 from refreg._validation import check_choice
 
 MEASURES = ("l2", "std", "l1", "huber")
@@ -54,7 +54,8 @@ def measure_grad(theta: Any, measure: str = "l2") -> Any:
 
     Parameters
     ----------
-    theta : array of any shape, real floating (``std``: at least 2 elements, not all equal)
+    theta : array of any shape, float32 or float64 (``std``: at least 2 elements; a constant tensor gets the
+        zero subgradient)
     measure : {"l2", "std", "l1", "huber"}
 
     Returns
@@ -72,12 +73,16 @@ def measure_grad(theta: Any, measure: str = "l2") -> Any:
         return xp.where(xp.abs(theta) < 1, theta, xp.sign(theta))
     n = _check_std_size(theta)
     d = 2.0 * (theta - xp.mean(theta))
-    return (d - 2.0 * xp.mean(d)) / (n - 1) / (2.0 * xp.std(theta, correction=1))
+    std = xp.std(theta, correction=1)
+    if not bool(std > 0):
+        # a constant tensor: std is not differentiable there (a cone point, like |x| at 0) and 0 is a
+        # subgradient; the release divides 0 by 0 and returns NaN
+        return xp.zeros_like(theta)
+    return (d - 2.0 * xp.mean(d)) / (n - 1) / (2.0 * std)
 
 
 def _check_floating(name: str, x: Any, xp: Any) -> None:
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+    check_param_dtype(name, x, xp)
 
 
 def _check_std_size(theta: Any) -> int:

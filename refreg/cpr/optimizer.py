@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from refreg._backend import namespace_of_params
-from refreg._validation import check_choice, check_positive
+from refreg._validation import check_bool, check_choice, check_positive
 from refreg.cpr._fused import (
     base_update_donated,
     constraint_step_into,
@@ -28,11 +28,13 @@ from refreg.cpr.kappa import Bounds, InflectionPoint, KappaInit, kappa_strategy
 from refreg.cpr.measures import MEASURES
 from refreg.cpr.scalars import Float64Scalars, ScalarPolicy, dtype_name, scalar_policy
 from refreg.cpr.selection import check_state, select_regularized
+from refreg.io import register_state
 from refreg.optim.schedules import current_lr
 
 __all__ = ["CPR", "CPRState", "adam_cpr", "cpr"]
 
 
+@register_state("CPRState")
 class CPRState(NamedTuple):
     """State of :class:`CPR`: plain data that ``refreg.io`` round-trips exactly.
 
@@ -81,7 +83,7 @@ class CPR:
             raise TypeError(
                 f"base must be a refreg optimizer with init/update methods, got {type(self.base).__name__}"
             )
-        check_positive("mu", self.mu)
+        object.__setattr__(self, "mu", check_positive("mu", self.mu))
         if not isinstance(self.kappa_init, KappaInit):
             raise TypeError(
                 f"kappa_init must be a κ strategy (Uniform, Dependent, WarmStart, InflectionPoint), "
@@ -90,8 +92,7 @@ class CPR:
         check_choice("measure", self.measure, MEASURES)
         object.__setattr__(self, "scalars", scalar_policy(self.scalars))
         for flag in ("reg_by_lr", "kappa_adapt"):
-            if not isinstance(getattr(self, flag), bool):
-                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+            object.__setattr__(self, flag, check_bool(flag, getattr(self, flag)))
         if self.reg_by_lr and not hasattr(self.base, "lr"):
             raise TypeError(
                 f"reg_by_lr=True needs a base optimizer with an lr attribute, got {type(self.base).__name__}"

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from refreg._validation import check_step
+
 
 def default_regularize(name: str, theta: Any) -> bool:
     """The release's choice for an MLP: weights (``ndim >= 2``) are regularized, biases (``ndim < 2``) are not."""
@@ -56,23 +58,54 @@ def select_regularized(
 
 
 def check_state(state: Any, params: Mapping[str, Any], state_type: type) -> None:
-    """A ``state_type`` (CPRState) whose keys match ``params``; a ``TypeError``/``ValueError`` otherwise."""
+    """A ``state_type`` (CPRState) whose keys match ``params`` and whose scalars lie in their domains.
+
+    ``TypeError`` for another state type, ``ValueError`` naming the field (``state.lam['w']``) otherwise.
+    The wrapped optimizer's state is checked by its own ``update``.
+    """
     if not isinstance(state, state_type):
         raise TypeError(
             f"state must be a CPRState (from this optimizer's init), got {type(state).__name__}"
         )
-    if set(state.step) != set(params):
+    if not isinstance(state.step, Mapping) or set(state.step) != set(params):
         raise ValueError(
             f"state.step must have the keys of params; got {sorted(state.step)} for {sorted(params)}"
         )
+    if not isinstance(state.lam, Mapping):
+        raise ValueError(f"state.lam must be a dict, got {type(state.lam).__name__}")
     names = set(state.lam)
-    for field in ("kappa", "norm_ema", "prev_norm_ema", "prev_growth"):
+    for field in ("kappa", "kappa_set", "norm_ema", "prev_norm_ema", "prev_growth"):
+        if not isinstance(getattr(state, field), Mapping):
+            raise ValueError(
+                f"state.{field} must be a dict, got {type(getattr(state, field)).__name__}"
+            )
         if set(getattr(state, field)) != names:
             raise ValueError(f"state.{field} must have the keys of state.lam {sorted(names)}")
     if not names or not names <= set(params):
         raise ValueError(
             f"state.lam must name regularized parameters of params; got {sorted(names)} for {sorted(params)}"
         )
+    for k, t in state.step.items():
+        check_step(f"state.step[{k!r}]", t)
+    for k, flag in state.kappa_set.items():
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"state.kappa_set[{k!r}] must be a bool, got {flag!r:.40}")
+    # the scalars' domains: λ >= 0; κ >= 0 (a κ not yet set is flagged by kappa_set); the detector's norm
+    # averages >= 0; all finite (a NaN λ would silently stop or explode the constraint)
+    for field, low in (
+        ("lam", 0.0),
+        ("kappa", 0.0),
+        ("norm_ema", 0.0),
+        ("prev_norm_ema", 0.0),
+        ("prev_growth", -math.inf),
+    ):
+        for k, v in getattr(state, field).items():
+            where = f"state.{field}[{k!r}]"
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.floating)):
+                raise ValueError(f"{where} must be a float, got {type(v).__name__} {v!r:.40}")
+            if not (math.isfinite(v) and v >= low):
+                bound = "finite" if low == -math.inf else f"finite and >= {low}"
+                raise ValueError(f"{where} must be {bound}, got {v!r}")
 
 
 def _as_bool(value: Any, name: str) -> bool:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
+from refreg._backend import get_namespace
 from refreg._validation import (
+    check_bool,
     check_choice,
     check_grads,
     check_in_range,
     check_lr,
 )
+from refreg.io import register_state
 from refreg.optim.optimizers import check_state_matches
 from refreg.optim.schedules import Schedule, current_lr
 from refreg.pathprox.balance import _check_chain
@@ -26,6 +30,7 @@ from refreg.pathprox.groups import (
 from refreg.pathprox.reference import balance_then_prox
 
 
+@register_state("PathProxState")
 class PathProxState(NamedTuple):
     """``step``: updates applied so far; ``momentum_buffer[name]``: torch's SGD buffer (empty if momentum 0)."""
 
@@ -64,17 +69,19 @@ class PathProx:
     regularize_bias: bool = False
 
     def __post_init__(self):
-        check_lr(self.lr)
-        _check_lam(self.lam)
-        check_in_range("momentum", self.momentum, 0.0, 1.0, closed="left")
+        # Python floats: a NumPy-scalar hyperparameter would promote float32 parameters to float64
+        set_ = partial(object.__setattr__, self)
+        lr = check_lr(self.lr)
+        set_("lr", self.lr if callable(self.lr) else lr)
+        set_("lam", _check_lam(self.lam))
+        set_("momentum", check_in_range("momentum", self.momentum, 0.0, 1.0, closed="left"))
         check_choice("prox", self.prox, _PROX)
         if not isinstance(self.groups, Groups):
             raise TypeError(
                 f"groups must be a refreg.pathprox.Groups, got {type(self.groups).__name__}"
             )
         for name in ("layer_balance", "regularize_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            set_(name, check_bool(name, getattr(self, name)))
 
     def init(self, params: Mapping[str, Any]) -> PathProxState:
         """A fresh state: step 0 and zero momentum buffers (none when momentum is 0)."""
@@ -163,13 +170,19 @@ class PathProx:
     ) -> tuple[Params, dict[str, Any]]:
         """``d = ∇L + λθ`` on the decayed keys, ``buf ← momentum·buf + d`` (torch SGD), ``θ ← θ − γ·d``."""
         decayed = set(self._decayed_keys())
+        xp = get_namespace(*params.values())
         new_params, new_buffers = {}, {}
         for key, p in params.items():
             d = grads[key]
             if key in decayed and self.lam:
                 d = d + self.lam * p
             if self.momentum:
-                buf = d if state.step == 0 else self.momentum * state.momentum_buffer[key] + d
+                if (
+                    state.step == 0
+                ):  # the first buffer is d, as in torch, but never the caller's array
+                    buf = xp.asarray(d, copy=True) if d is grads[key] else d
+                else:
+                    buf = self.momentum * state.momentum_buffer[key] + d
                 new_buffers[key] = buf
                 d = buf
             # -(lr d) + p is bitwise p - lr d; adding in place into our own temporary saves one array

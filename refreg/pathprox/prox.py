@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from refreg._backend import get_namespace
+from refreg._backend import check_param_dtype, get_namespace
+from refreg._pow2 import Pow2Scale
 from refreg._validation import (
     check_finite_array,
     check_nonnegative,
@@ -22,8 +23,7 @@ def _check_tau(tau: Any) -> float:
 
 def _check_float_array(name: str, x: Any, ndim: int | None = None) -> Any:
     xp = get_namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+    check_param_dtype(name, x, xp)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-d, got shape {tuple(x.shape)}")
     check_finite_array(name, x)
@@ -146,9 +146,21 @@ def prox_norm_product(W: Any, V: Any, tau: float) -> tuple[Any, Any]:
             f"V must have shape (n_out, {W.shape[0]}) and dtype {W.dtype} to match W, "
             f"got {tuple(V.shape)} {V.dtype}"
         )
-    alpha, beta = xp.linalg.vector_norm(W, axis=1), xp.linalg.vector_norm(V, axis=0)
+    # the factors are scale-free (the prox is positively homogeneous), so compute the norms of 2^-e·(W, V)
+    # when Σw² could overflow or underflow: bitwise the same factors, no inf/inf (W = 1e200 gave NaN)
+    m = max(_max_abs(xp, W), _max_abs(xp, V))
+    if 0.0 < m < 2.0**-400 or m > 2.0**400:
+        scale = Pow2Scale(m, W.dtype == xp.float32, "W and V")
+        alpha = xp.linalg.vector_norm(scale(W), axis=1)
+        beta = xp.linalg.vector_norm(scale(V), axis=0)
+    else:
+        alpha, beta = xp.linalg.vector_norm(W, axis=1), xp.linalg.vector_norm(V, axis=0)
     fw, fv = _norm_product_factors(xp, alpha, beta, tau)
     return W * fw[:, None], V * fv[None, :]
+
+
+def _max_abs(xp: Any, X: Any) -> float:
+    return max(float(xp.max(X)), -float(xp.min(X)))
 
 
 def _norm_product_factors(xp: Any, alpha: Any, beta: Any, tau: float) -> tuple[Any, Any]:

@@ -1,11 +1,12 @@
-"""Checks and numerically safe helpers shared by the sparse regularizers (max-normalisation, safe log)."""
+"""Checks and numerically safe helpers shared by the sparse regularizers (power-of-two normalisation, safe log)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from refreg._backend import get_namespace, is_array
+from refreg._backend import check_param_dtype, get_namespace, is_array
+from refreg._pow2 import Pow2Scale
 
 
 def _check_matrix(name: str, W: Any) -> Any:
@@ -20,10 +21,7 @@ def _check_matrix(name: str, W: Any) -> Any:
         )
     if W.shape[0] < 1 or W.shape[1] < 1:
         raise ValueError(f"{name} must have m, n >= 1, got shape {tuple(W.shape)}")
-    if not xp.isdtype(W.dtype, "real floating"):
-        raise TypeError(
-            f"{name} must have a real floating dtype (float32 or float64), got {W.dtype}"
-        )
+    check_param_dtype(name, W, xp)
     return xp
 
 
@@ -49,6 +47,8 @@ def _max_abs(xp: Any, Ws: Sequence[Any]) -> Any:
 
 def _safe(xp: Any, x: Any, positive: Any) -> Any:
     """``x`` where ``positive``, else 1: an argument for ``log``/division that never gives -inf or NaN."""
+    if isinstance(positive, bool):
+        return x if positive else xp.ones_like(x)
     return xp.where(positive, x, xp.ones_like(x))
 
 
@@ -58,15 +58,9 @@ def _safe_log(xp: Any, x: Any) -> Any:
     return xp.where(positive, xp.log(_safe(xp, x, positive)), xp.zeros_like(x))
 
 
-def _normalise(xp: Any, Ws: Sequence[Any]) -> tuple[Any, Any, Any]:
-    """``(M, 1/M, M > 0)`` with ``M = max|W|`` over all matrices (``1/M := 1`` for all-zero weights).
-
-    Every regularizer works on ``W/M``: its entries lie in [-1, 1], so no sum of squares or of magnitudes can
-    overflow for any finite input, and the scale-invariant ones are then evaluated exactly as at ``W``.
-    """
-    M = _max_abs(xp, Ws)
-    nonzero = M > 0
-    return M, 1.0 / _safe(xp, M, nonzero), nonzero
+def _normalise(xp: Any, Ws: Sequence[Any]) -> Pow2Scale:
+    """The exact power-of-two normalisation of the pooled matrices ``Ws`` (see :class:`Pow2Scale`)."""
+    return Pow2Scale(float(_max_abs(xp, Ws)), Ws[0].dtype == xp.float32)
 
 
 def _sum(xp: Any, values: Sequence[Any]) -> Any:

@@ -19,8 +19,8 @@ class L1(Regularizer):
     name = "l1"
 
     def _compute(self, xp, Ws, need_grad):
-        M, inv, _ = _normalise(xp, Ws)
-        value = M * _sum(xp, [xp.sum(xp.abs(W) * inv) for W in Ws])
+        scale = _normalise(xp, Ws)
+        value = scale.undo(_sum(xp, [xp.sum(scale(xp.abs(W))) for W in Ws]))
         return value, ([xp.sign(W) for W in Ws] if need_grad else None)
 
 
@@ -33,8 +33,8 @@ class L2(Regularizer):
     name = "l2"
 
     def _compute(self, xp, Ws, need_grad):
-        M, inv, _ = _normalise(xp, Ws)
-        value = 0.5 * M * (M * _sum(xp, [xp.sum((W * inv) ** 2) for W in Ws]))
+        scale = _normalise(xp, Ws)
+        value = 0.5 * scale.undo(scale.undo(_sum(xp, [xp.sum(scale(W) ** 2) for W in Ws])))
         return value, ([xp.asarray(W, copy=True) for W in Ws] if need_grad else None)
 
 
@@ -50,16 +50,16 @@ class GroupLasso(Regularizer):
     name = "group_lasso"
 
     def _compute(self, xp, Ws, need_grad):
-        M, inv, _ = _normalise(xp, Ws)
-        norms = [xp.linalg.vector_norm(W * inv, axis=1) for W in Ws]  # of W/M, in [0, sqrt(n)]
-        value = M * _sum(xp, [xp.sum(nrm) for nrm in norms])
+        scale = _normalise(xp, Ws)
+        norms = [xp.linalg.vector_norm(scale(W), axis=1) for W in Ws]  # of Wn, in [0, sqrt(n)]
+        value = scale.undo(_sum(xp, [xp.sum(nrm) for nrm in norms]))
         if not need_grad:
             return value, None
         grads = []
         for W, nrm in zip(Ws, norms, strict=True):
             pos = nrm > 0
             grads.append(
-                (W * inv) * xp.where(pos, 1.0 / _safe(xp, nrm, pos), xp.zeros_like(nrm))[:, None]
+                scale(W) * xp.where(pos, 1.0 / _safe(xp, nrm, pos), xp.zeros_like(nrm))[:, None]
             )
         return value, grads
 
@@ -70,10 +70,10 @@ class _HoyerBase(Regularizer):
     scale_invariant = True
 
     def _sums(self, xp, Ws):
-        M, inv, nonzero = _normalise(xp, Ws)
-        L1 = _sum(xp, [xp.sum(xp.abs(W) * inv) for W in Ws])
-        Q = _sum(xp, [xp.sum((W * inv) ** 2) for W in Ws])  # ≥ 1 unless all zero
-        return M, inv, nonzero, L1, _safe(xp, Q, nonzero)
+        scale = _normalise(xp, Ws)
+        L1 = _sum(xp, [xp.sum(xp.abs(scale(W))) for W in Ws])
+        Q = _sum(xp, [xp.sum(scale(W) ** 2) for W in Ws])  # ≥ 1/4 unless all zero
+        return scale, L1, _safe(xp, Q, scale.nonzero)
 
 
 class Hoyer(_HoyerBase):
@@ -88,14 +88,14 @@ class Hoyer(_HoyerBase):
     name = "hoyer"
 
     def _compute(self, xp, Ws, need_grad):
-        _M, inv, nonzero, L1, Q = self._sums(xp, Ws)
+        scale, L1, Q = self._sums(xp, Ws)
         L2 = xp.sqrt(Q)
-        value = xp.where(nonzero, L1 / L2, xp.zeros_like(L1))
+        value = L1 / L2 if scale.nonzero else xp.zeros_like(L1)
         if not need_grad:
             return value, None
-        # chain rule through W/M: ∇R(W) = ∇R(W/M) / M
-        a, b = inv / L2, inv * L1 / (L2 * Q)
-        return value, [xp.sign(W) * a - (W * inv) * b for W in Ws]
+        # chain rule through Wn = W·2^-e: ∇R(W) = ∇R(Wn)·2^-e
+        a, b = scale.fold / L2, scale.fold * L1 / (L2 * Q)
+        return value, [scale.rest(xp.sign(W) * a - scale(W) * b) for W in Ws]
 
 
 class HoyerSquare(_HoyerBase):
@@ -111,12 +111,12 @@ class HoyerSquare(_HoyerBase):
     name = "hoyer_square"
 
     def _compute(self, xp, Ws, need_grad):
-        _M, inv, nonzero, L1, Q = self._sums(xp, Ws)
-        value = xp.where(nonzero, L1 * L1 / Q, xp.zeros_like(L1))
+        scale, L1, Q = self._sums(xp, Ws)
+        value = L1 * L1 / Q if scale.nonzero else xp.zeros_like(L1)
         if not need_grad:
             return value, None
-        a, b = 2.0 * inv * L1 / Q, 2.0 * inv * L1 * L1 / (Q * Q)
-        return value, [xp.sign(W) * a - (W * inv) * b for W in Ws]
+        a, b = 2.0 * scale.fold * L1 / Q, 2.0 * scale.fold * L1 * L1 / (Q * Q)
+        return value, [scale.rest(xp.sign(W) * a - scale(W) * b) for W in Ws]
 
 
 class GroupHoyerSquare(_HoyerBase):
@@ -134,13 +134,14 @@ class GroupHoyerSquare(_HoyerBase):
     name = "group_hoyer_square"
 
     def _compute(self, xp, Ws, need_grad):
-        _M, inv, nonzero = _normalise(xp, Ws)
-        row_norms = [xp.linalg.vector_norm(W * inv, axis=1) for W in Ws]
-        col_norms = [xp.linalg.vector_norm(W * inv, axis=0) for W in Ws]
+        scale = _normalise(xp, Ws)
+        nonzero = scale.nonzero
+        row_norms = [xp.linalg.vector_norm(scale(W), axis=1) for W in Ws]
+        col_norms = [xp.linalg.vector_norm(scale(W), axis=0) for W in Ws]
         C = _sum(xp, [xp.sum(c) for c in col_norms])
         P = _sum(xp, [xp.sum(r) for r in row_norms])
         Q = _safe(xp, _sum(xp, [xp.sum(r * r) for r in row_norms]), nonzero)
-        value = xp.where(nonzero, (C * C + P * P) / Q, xp.zeros_like(C))
+        value = (C * C + P * P) / Q if nonzero else xp.zeros_like(C)
         if not need_grad:
             return value, None
         grads = []
@@ -149,5 +150,5 @@ class GroupHoyerSquare(_HoyerBase):
             inv_c = xp.where(cn > 0, 1.0 / _safe(xp, cn, cn > 0), xp.zeros_like(cn))
             coef = (2.0 * P / Q) * inv_r[:, None] + ((2.0 * C / Q) * inv_c)[None, :]
             coef = coef - 2.0 * (C * C + P * P) / (Q * Q)
-            grads.append((W * inv) * (coef * inv))
+            grads.append(scale.rest(scale(W) * (coef * scale.fold)))
         return value, grads

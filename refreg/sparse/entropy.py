@@ -30,7 +30,7 @@ class SpatialEntropy(Regularizer):
     an all-zero matrix has ``R = 0`` and zero gradient. Beyond the gradient (and the transient elementwise
     temporaries of one pass over ``|W|``) it keeps the ``m + n`` marginals and a few scalars.
     The gradient grows like ``log(1/|w|)`` as a weight's row/column share goes to 0; it is finite for every
-    finite ``W`` whose gradient is representable (``max|W|`` not subnormal).
+    finite ``W`` whose gradient is representable (it scales like ``1/max|W|``).
 
     References
     ----------
@@ -41,10 +41,11 @@ class SpatialEntropy(Regularizer):
     scale_invariant = True
 
     def _compute(self, xp, Ws, need_grad):
-        M, inv, nonzero = _normalise(xp, Ws)
+        scale = _normalise(xp, Ws)
+        nonzero = scale.nonzero
         rows, cols = [], []
         for W in Ws:
-            a = xp.abs(W) * inv  # in [0, 1]: the sums below cannot overflow
+            a = scale(xp.abs(W))  # in [0, 1): the sums below cannot overflow
             # the marginals as matrix-vector products: one BLAS pass each, ~10x faster than xp.sum(axis)
             rows.append(a @ xp.ones((W.shape[1],), dtype=W.dtype))
             cols.append(xp.ones((W.shape[0],), dtype=W.dtype) @ a)
@@ -62,12 +63,12 @@ class SpatialEntropy(Regularizer):
         value = H_r + H_c
         if not need_grad:
             return value, None
-        # −1/(M S): the chain rule through W/M; divided in two steps because M·S can overflow for huge W
-        scale = (-1.0 / _safe(xp, M, nonzero)) / S_safe
+        # −2^-e/S: the chain rule through Wn = W·2^-e (S >= 1/2, so the factor is finite)
+        factor = -scale.fold / S_safe
         grads = []
         for W, lr, lc in zip(Ws, log_r, log_c, strict=True):
-            g = ((lr + H_r) * scale)[:, None] + ((lc + H_c) * scale)[None, :]
-            grads.append(g * xp.sign(W))
+            g = ((lr + H_r) * factor)[:, None] + ((lc + H_c) * factor)[None, :]
+            grads.append(scale.rest(g * xp.sign(W)))
         return value, grads
 
 
@@ -94,21 +95,25 @@ class ElementEntropy(Regularizer):
     scale_invariant = True
 
     def _compute(self, xp, Ws, need_grad):
-        M, inv, nonzero = _normalise(xp, Ws)
-        masses = [xp.sum(xp.abs(W) * inv) for W in Ws]
+        scale = _normalise(xp, Ws)
+        nonzero = scale.nonzero
+        masses = [xp.sum(scale(xp.abs(W))) for W in Ws]
         S = _sum(xp, masses)
         S_safe = _safe(xp, S, nonzero)
         log_S = xp.log(S_safe)
         H = 0.0
         log_ps = []
         for W in Ws:
-            a = xp.abs(W) * inv
+            a = scale(xp.abs(W))
             log_p = xp.where(a > 0, _safe_log(xp, a) - log_S, xp.zeros_like(a))
             H = H - xp.sum((a / S_safe) * log_p)
             log_ps.append(log_p if need_grad else None)
         value = H
         if not need_grad:
             return value, None
-        scale = (-1.0 / _safe(xp, M, nonzero)) / S_safe  # two divisions: M·S can overflow
-        grads = [xp.sign(W) * ((log_p + H) * scale) for W, log_p in zip(Ws, log_ps, strict=True)]
+        factor = -scale.fold / S_safe  # the chain rule through Wn = W·2^-e
+        grads = [
+            scale.rest(xp.sign(W) * ((log_p + H) * factor))
+            for W, log_p in zip(Ws, log_ps, strict=True)
+        ]
         return value, grads

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refreg._backend import get_namespace, is_array, namespace_of_params
-from refreg._validation import check_nonnegative
+from refreg._validation import check_bool, check_finite_array, check_nonnegative
 from refreg.sparse._matrices import (
     _max_abs,
 )
@@ -42,12 +42,12 @@ def magnitude_mask(
     DeepHoyer (Yang et al. 2020) prunes ``|w| < 1e-3`` after training, then fine-tunes with the mask fixed.
     """
     threshold = check_nonnegative("threshold", threshold)
-    if not isinstance(relative, bool):
-        raise TypeError(f"relative must be a bool, got {relative!r}")
+    relative = check_bool("relative", relative)
     xp = namespace_of_params(params)
     masks = {}
     for key in weight_names(params, names):
         W = params[key]
+        check_finite_array(f"params[{key!r}]", W)  # NaN compares False: it would prune everything
         t = threshold * _max_abs(xp, [W]) if relative else threshold
         masks[key] = xp.abs(W) >= t
     return masks
