@@ -3,7 +3,7 @@
 The state is a tree of registered ``NamedTuple``s, dicts with str keys, lists/tuples, Python scalars (int,
 float, bool, str, None), NumPy scalars and arrays. Arrays and NumPy scalars go into the archive bit for bit
 (as ``.npy`` members); the tree's shape and the Python scalars go into one JSON string (``__tree__``), floats
-written with ``repr`` so they read back to the same bits. A run resumed from ``load(save(...))`` is bitwise
+written with ``repr`` (NaN as its 64 bits, keeping sign and payload) so they read back to the same bits. A run resumed from ``load(save(...))`` is bitwise
 identical to one that never stopped.
 
 Loading is safe on a file from anyone. A ``NamedTuple`` is stored under the stable name its class registered
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -117,12 +118,24 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], depth: int = 0) -> Any:
     if obj is None or type(obj) in (bool, int, str):
         return {"value": obj}
     if type(obj) is float:
+        if obj != obj:  # NaN: repr drops the sign and payload, so store the bits
+            return {"nan_bits": struct.pack(">d", obj).hex()}
         return {"float": repr(obj)}
     raise TypeError(f"cannot save an object of type {type(obj).__name__} in a checkpoint")
 
 
 # ------------------------------------------------------------------------------------------------- decoding
-_KINDS = ("namedtuple", "dict", "list", "tuple", "value", "float", "array", "numpy_scalar")
+_KINDS = (
+    "namedtuple",
+    "dict",
+    "list",
+    "tuple",
+    "value",
+    "float",
+    "nan_bits",
+    "array",
+    "numpy_scalar",
+)
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, kinds: str) -> np.ndarray:
@@ -207,6 +220,13 @@ class _Decoder:
                 x = None
             if x is None or repr(x) != value:  # only what repr writes: exact and canonical
                 raise ValueError(f"node {where}: bad float {value!r:.60}")
+            return x
+        if kind == "nan_bits":
+            x = None
+            if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{16}", value):
+                x = struct.unpack(">d", bytes.fromhex(value))[0]
+            if x is None or x == x:
+                raise ValueError(f"node {where}: bad NaN bits {value!r:.60}")
             return x
         a = self.member(value, where)
         if kind == "numpy_scalar":

@@ -136,6 +136,14 @@ CASES = {
         {},
     ),
     "float overflows": lambda s: ({"params": {"float": "1e400"}, "state": {"value": None}}, {}),
+    "nan bits of a number": lambda s: (
+        {"params": {"nan_bits": "3ff0000000000000"}, "state": {"value": None}},
+        {},
+    ),
+    "nan bits not hex": lambda s: (
+        {"params": {"nan_bits": "x" * 16}, "state": {"value": None}},
+        {},
+    ),
     "tree not an object": lambda s: ("[1, 2]", {}),
     "tree missing state": lambda s: ({"format": FORMAT, "params": {"value": None}}, {}),
     "tree not JSON": lambda s: ("{not json", {}),
