@@ -178,7 +178,7 @@ def test_cli_workers_zero_is_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["figures", "--workers", "0"])
     assert exc.value.code == 2
-    assert "expected an int >= 1, got 0" in capsys.readouterr().err
+    assert "expected an int in [1, 256], got 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow
