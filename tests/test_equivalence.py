@@ -1,4 +1,4 @@
-"""Weight decay and the norm-product (path-norm) objective: AM-GM, rescaling, equal minima (spec section 3)."""
+"""Weight decay and the norm-product (path-norm) objective: AM-GM, rescaling, equal minima (docs/derivations.md, section 1)."""
 
 from __future__ import annotations
 

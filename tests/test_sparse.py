@@ -65,7 +65,7 @@ def test_gradient_with_zero_rows_and_columns(name):
 
 
 def test_spatial_entropy_gradient_formula_by_hand():
-    """The spec's closed form, evaluated independently with NumPy on a 2 x 2 example."""
+    """The closed form (docs/derivations.md, "The spatial entropy"), evaluated independently with NumPy on a 2 x 2 example."""
     W = np.array([[1.0, -2.0], [0.0, 3.0]])
     a = np.abs(W)
     S = a.sum()

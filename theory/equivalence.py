@@ -1,6 +1,6 @@
 """Weight decay equals the path norm after rescaling: the three facts behind PathProx, measured.
 
-Claims (spec section 3, from AM-GM; Yang et al. arXiv 2210.03069 build PathProx on them):
+Claims (docs/derivations.md, "Weight decay and the norm product", from AM-GM; Yang et al. arXiv 2210.03069 build PathProx on them):
 
 1. For one ReLU unit, ``min_{a>0} ½(a²||w||² + ||v||²/a²) = ||w||·||v||``, attained at ``a² = ||v||/||w||``.
 2. For every network, the weight-decay penalty ``½Σ(||W||² + ||V||²)`` is at least the path norm
@@ -336,7 +336,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         {
             "figure": NAME,
             "claim": "weight-decay penalty ≥ path norm, equal after balancing (function unchanged)",
-            "paper": "exact (spec 3.2)",
+            "paper": "exact (AM-GM, docs/derivations.md §1)",
             "measured": (
                 f"{m['n_nets']} nets: min (WD−PN)/PN = {m['min_rel_excess_before']:.2e} before "
                 f"(median {m['median_rel_excess_before']:.2f}), max |WD−PN|/PN = "

@@ -1,6 +1,6 @@
 """Where the exact joint prox of τ·||w||·||v|| zeroes w, v or neither; group soft-thresholding beside it.
 
-The joint prox (spec 1b, derived; :func:`refreg.pathprox.prox_norm_product`) of a unit with input norms
+The joint prox (derived in docs/derivations.md, "The joint prox of τ‖w‖·‖v‖"; :func:`refreg.pathprox.prox_norm_product`) of a unit with input norms
 ``α = ||a||`` (incoming) and ``β = ||c||`` (outgoing):
 
 - ``τ < 1``: w = 0 iff ``α ≤ τβ``; v = 0 iff ``β ≤ τα``; otherwise both shrink,
@@ -31,13 +31,15 @@ DESCRIPTION = (
     "Regions where the exact joint prox of tau*||w||*||v|| zeroes w, v or neither over (||a||, ||b||) for "
     "several tau; group soft-threshold beside it; closed form vs grid/scipy oracles"
 )
-QUICK_SECONDS = 5  # core-seconds of the quick preset, measured
+QUICK_SECONDS = (
+    17  # core-seconds of the quick preset, measured (scipy on all 1,200 cases: ~12 of them)
+)
 
 TAUS = (0.3, 0.6, 1.0, 1.5)
 PRESETS = {
     "tiny": {"taus": list(TAUS), "grid": 60, "n_cases": 20, "n_scipy": 3, "seeds": 1},
-    "quick": {"taus": list(TAUS), "grid": 300, "n_cases": 300, "n_scipy": 8, "seeds": 1},
-    "full": {"taus": list(TAUS), "grid": 600, "n_cases": 3000, "n_scipy": 300, "seeds": 1},
+    "quick": {"taus": list(TAUS), "grid": 300, "n_cases": 300, "n_scipy": 300, "seeds": 1},
+    "full": {"taus": list(TAUS), "grid": 600, "n_cases": 3000, "n_scipy": 3000, "seeds": 1},
 }
 EXTENT = 3.0
 
@@ -175,6 +177,7 @@ def _joint(config: Joint) -> dict:
         "max_stationarity_error": float(stationarity.max()),
         "max_subgradient_violation": float(sub.max()),
         "n_cases": m,
+        "n_scipy": len(scipy_excess),
     }
 
 
@@ -285,6 +288,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
             "frac_v_zero": r["fractions"]["v_zero"],
             "frac_both_zero": r["fractions"]["both_zero"],
             "n_cases": r["n_cases"],
+            "n_scipy": r["n_scipy"],
             "max_grid_excess": r["max_grid_excess"],
             "max_scipy_excess": r["max_scipy_excess"],
             "max_stationarity_error": r["max_stationarity_error"],
@@ -306,11 +310,12 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         {
             "figure": NAME,
             "claim": "closed-form joint prox of τ||w||·||v|| is the argmin (τ < 1 convex, τ ≥ 1 nonconvex)",
-            "paper": "derived (spec 1b): never worse than a 400×400 grid on 3,000 cases",
+            "paper": "derived (docs/derivations.md §3)",
             "measured": (
                 f"{n_cases} cases over τ ∈ {{{', '.join(f'{t:g}' for t in preset['taus'])}}}: objective − grid "
                 f"min ≤ {max(t['max_grid_excess'] for t in table):.1e}, − scipy min ≤ "
-                f"{max(t['max_scipy_excess'] for t in table):.1e}; stationarity error ≤ "
+                f"{max(t['max_scipy_excess'] for t in table):.1e} (scipy on {sum(t['n_scipy'] for t in table)} "
+                f"of them); stationarity error ≤ "
                 f"{max(t['max_stationarity_error'] for t in table):.1e}; never both zero: "
                 f"{all(t['frac_both_zero'] <= 1 / preset['grid'] ** 2 for t in table)}"
             ),

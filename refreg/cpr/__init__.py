@@ -7,31 +7,35 @@ authors' release ``pytorch-cpr`` 0.3.1 (``AdamCPR``).
 CPR replaces weight decay by one inequality constraint per regularized parameter tensor and enforces it with a
 Lagrange multiplier that a dual (augmented-Lagrangian) step updates after every optimizer step.
 
-Notation (the paper's symbols):
+Notation (docs/notation.md has the glossary of all three methods):
 
-=============  =================================================================================================
+=============  ===============================================================================================
 symbol         meaning
-=============  =================================================================================================
-theta          one regularized parameter tensor (any shape, ``n = theta.size`` elements)
-R(theta)       the constrained measure: ``l2`` Σθ², ``l1`` Σ|θ|, ``huber`` Σ huber_1(θ), ``std`` unbiased std
-kappa          the bound of the constraint ``R(theta) <= kappa`` (in the units of R, e.g. a sum of squares)
-lam            the multiplier λ >= 0 of that constraint
-mu             the dual step size μ (the release's ``kappa_update``); its per-tensor rate is μ/n except for ``std``
+=============  ===============================================================================================
+θ_j            one regularized parameter tensor (any shape, n_j entries); code ``params[name]``
+R(θ_j)         the constrained measure: ``l2`` Σθ², ``l1`` Σ|θ|, ``huber`` Σ huber_1(θ), ``std`` unbiased std
+κ_j            the bound of the constraint ``R(θ_j) <= κ_j`` (in the units of R); code ``kappa``
+λ_j            the multiplier λ_j >= 0 of that constraint; code ``lam``
+μ              the dual step size (the release's ``kappa_update``); per-tensor rate μ/n_j except for ``std``
 t              the tensor's own 1-based step counter
-=============  =================================================================================================
+=============  ===============================================================================================
 
-One update (paper Algorithm 1, as the released pytorch-cpr 0.3.1 orders it):
+One update (paper Algorithm 1, as the released pytorch-cpr 0.3.1 orders it; :meth:`CPR.update`):
 
-1. ``theta <- theta + Opt(grad L)``: the base optimizer's step (e.g. Adam, no weight decay);
-2. for each regularized tensor, at the post-step ``theta``:
-   ``lam <- max(0, lam + (mu/n)·(R(theta) − kappa))`` then ``theta <- theta − lam·∇R(theta)``.
+1. ``θ ← θ + Opt(∇L)``: the base optimizer's step (e.g. Adam, no weight decay);
+2. for each regularized tensor, at the post-step θ_j:
+   ``λ_j ← max(0, λ_j + (μ/n_j)·(R(θ_j) − κ_j))`` then ``θ_j ← θ_j − λ_j·∇R(θ_j)``;
+3. κ_j set by the strategy (:mod:`~refreg.cpr.kappa`: Kappa-WS after step s, Kappa-IP at an inflection point).
 
 λ is updated first and used in the same step; the constraint step bypasses the base optimizer's moments and is not
 scaled by the learning rate (unless ``reg_by_lr``). The paper states the update at θ_t; the release (and this
 module) evaluates R and ∇R at the post-step θ_{t+1}, and ∇R = 2θ for ``l2`` (R = Σθ², not ½‖θ‖²).
+The λ-update is the projected dual ascent of the augmented Lagrangian (paper Appendix A; derived in
+docs/derivations.md, "CPR's multiplier update from the augmented Lagrangian").
 
-The λ-update is the projected dual ascent of the augmented Lagrangian (paper Appendix A):
-``lam* = (lam + mu·c(theta))⁺`` with ``c = R − kappa``.
+A porter starts at :mod:`refreg.cpr.optimizer` (:meth:`CPR.update` is the algorithm box), then the κ strategies
+(:mod:`~refreg.cpr.kappa`, :mod:`~refreg.cpr.detector`) and, to match the release bit for bit,
+:class:`~refreg.cpr.scalars.Float32ReleaseScalars`.
 """
 
 from refreg.cpr.constraint import constraint_step, fast_measure_value, plain_constraint_step

@@ -182,7 +182,7 @@ class CPR:
             theta = new_params[k]
             value = float(sums.get(k, fast_measure_value(theta, self.measure, xp)))  # R(θ_j)
             lam_old = lam[k]
-            # λ_j ← max(0, λ_j + (μ/n)·(R(θ_j) − κ_j))   (Appendix A)
+            # λ_j ← max(0, λ_j + (μ/n_j)·(R(θ_j) − κ_j))   (Appendix A; docs/derivations.md)
             lam[k] = scalars.dual_ascent(
                 lam_old, value, kappa[k], self._rate(theta), dtype_name(theta, xp)
             )
@@ -205,7 +205,7 @@ class CPR:
         return new_params, CPRState(base_state, step, lam, *bounds)
 
     def _rate(self, theta: Any) -> float:
-        """The dual step size μ/n (l2, l1, huber) or μ (std): release 0.3.1's ``kappa_update``."""
+        """The dual step size μ/n_j (l2, l1, huber) or μ (std): release 0.3.1's ``kappa_update``."""
         n = math.prod(theta.shape)
         return self.scalars.round(self.mu if self.measure == "std" else self.mu / n)
 
@@ -289,9 +289,9 @@ def cpr(
     The l2 constraint step multiplies θ by (1 − 2λ); 2λ >= 1 flips the sign of θ. The release has no guard; this
     module keeps its update and warns (``RuntimeWarning``).
 
-    Fixed point (l2, SGD base with step η): because R and ∇R are evaluated after the base step, a limit θ with
-    λ > 0 satisfies R(θ') = κ for θ' = θ − η∇L(θ) and ∇L(θ) + 2νθ = 0 with ν = λ/(η(1 − 2λ)); θ is the exact
-    KKT point of the bound (1 − 2λ)²κ and approaches that of κ at rate O(η). μ sets the speed of the dual
+    Fixed point (l2, SGD base with step γ): because R and ∇R are evaluated after the base step, a limit θ with
+    λ > 0 satisfies R(θ') = κ for θ' = θ − γ∇L(θ) and ∇L(θ) + 2νθ = 0 with ν = λ/(γ(1 − 2λ)); θ is the exact
+    KKT point of the bound (1 − 2λ)²κ and approaches that of κ at rate O(γ). μ sets the speed of the dual
     iteration, not the fixed point (``tests/test_cpr_kkt.py`` checks both against SLSQP).
 
     Examples

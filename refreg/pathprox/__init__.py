@@ -4,7 +4,8 @@ L. Yang, J. Zhang, J. Shenouda, D. Papailiopoulos, K. Lee, R. D. Nowak, "PathPro
 Algorithm for Weight Decay Regularized Deep Neural Networks" (arXiv 2210.03069; v1 "A Better Way to Decay:
 Proximal Gradient Training Algorithms for Neural Nets", NeurIPS'22 OPT workshop), and the authors' code ``github.com/Leiay/PathProx`` (``regularize.py``, ``regularize_func.py``).
 
-Notation (PyTorch layout; a *group* is a disjoint pair of consecutive layers ``(W, V)``):
+Notation (PyTorch layout; a *group* is a disjoint pair of consecutive layers ``(W, V)``; docs/notation.md has
+the glossary of all three methods):
 
 =============  ==================  ==============================================================
 symbol         shape               meaning
@@ -15,16 +16,20 @@ V              (n_out, N)          the group's second layer; column ``v_k = V[:,
 P_g            scalar              group g's path norm ``Σ_k ||w_k||·||v_k||``
 PN             scalar              the ℓ₂ path norm ``Σ_g P_g``
 WD             scalar              the weight-decay penalty ``½ Σ_g (||W_g||² + ||V_g||²)``
-lam            scalar              λ, the regularization strength
-tau            scalar              τ, the prox threshold; ``tau = lam · lr`` inside :func:`pathprox`
+lam            scalar              λ, the penalty coefficient
+lr             scalar              γ, the learning rate of the step
+tau            scalar              τ, the prox threshold; ``τ = λ·γ`` inside :func:`pathprox`
 =============  ==================  ==============================================================
 
 For ReLU units ``f(a w, a b, v / a) = f(w, b, v)`` (a > 0), and ``½(||w||² + ||v||²) ≥ ||w||·||v||`` with
 equality iff ``||w|| = ||v||`` (AM-GM), so ``min_θ L + λ·WD = min_θ L + λ·PN`` and the two share their
-minimizing functions (spec section 3). PathProx takes a gradient step on L, rescales the groups so that every
+minimizing functions (docs/derivations.md, "Weight decay and the norm product"). PathProx takes a gradient step on L, rescales the groups so that every
 ``P_g`` equals their geometric mean (function unchanged), and applies the prox of the non-smooth part of the
 equivalent problem ``min L + λ Σ ||v_k|| s.t. ||w_k|| = 1``: project ``w_k`` onto the unit sphere and
-group-soft-threshold ``v_k`` by ``τ = λ·lr``, which sets whole units to exactly zero.
+group-soft-threshold ``v_k`` by ``τ = λ·γ``, which sets whole units to exactly zero.
+
+A porter starts at :class:`PathProx` (:meth:`PathProx.reference_update` is the algorithm box;
+:meth:`PathProx.update` its fused speed path) and :mod:`refreg.pathprox.prox` (the operators).
 """
 
 from refreg.pathprox.balance import balance_layers, balance_units

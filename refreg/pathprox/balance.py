@@ -23,7 +23,7 @@ def balance_units(
     .. math::
         w_k ← a_k w_k,\\ b_k ← a_k b_k,\\ v_k ← v_k / a_k,\\qquad a_k² = ||v_k|| / ||w_k||
 
-    Afterwards ``WD = PN`` (AM-GM equality, spec 3.1). Units with ``||w_k||·||v_k|| = 0`` are left unchanged
+    Afterwards ``WD = PN`` (AM-GM equality; docs/derivations.md, "Balancing formulas"). Units with ``||w_k||·||v_k|| = 0`` are left unchanged
     (their infimum is not attained by a function-preserving rescaling). With ``regularize_bias`` ``||w_k||``
     is the norm of ``[w_k, b_k]``. Returns a new dict; the input is not modified.
     """
@@ -43,9 +43,9 @@ def balance_units(
 
 
 def _layer_scales(xp: Any, P: list[Any]) -> list[Any]:
-    """Cumulative scales ``s_g`` of the authors' sequential layer balance (closed form).
+    """Cumulative scales ``a_g`` of the authors' sequential layer balance (closed form).
 
-    ``s_g = G/P_g`` applied in order with ``P_{g+1} ← P_{g+1}/s_g`` gives ``s_g = G^{g+1} / Π_{j≤g} P_j``; the
+    ``a_g = P̄/P_g`` applied in order with ``P_{g+1} ← P_{g+1}/a_g`` gives ``a_g = P̄^{g+1} / Π_{j≤g} P_j``; the
     last one is 1 up to rounding and is set to exactly 1 (the last V has no layer to compensate it).
     """
     logs = [xp.log(xp.clip(p, min=SPHERE_EPS)) for p in P]
@@ -68,19 +68,20 @@ def _check_chain(params: Mapping[str, Any], groups: Groups) -> None:
 
 
 def balance_layers(params: Mapping[str, Any], groups: Groups) -> Params:
-    """The authors' layer-wise balance: every group path norm ``P_g`` becomes their geometric mean G.
+    """The authors' layer-wise balance: every group path norm ``P_g`` becomes their geometric mean P̄.
 
     .. math::
-        s_g = G^{g+1} / Π_{j≤g} max(P_j, 10^{-6}),\\quad V_g ← (s_g/s_{g-1}) V_g,\\quad
-        b_{V_g} ← s_g b_{V_g},\\quad b_{W_{g+1}} ← s_g b_{W_{g+1}}
+        a_g = P̄^{g+1} / Π_{j≤g} max(P_j, 10^{-6}),\\quad V_g ← (a_g/a_{g-1}) V_g,\\quad
+        b_{V_g} ← a_g b_{V_g},\\quad b_{W_{g+1}} ← a_g b_{W_{g+1}}
 
-    with ``G = (Π_g max(P_g, 1e-6))^{1/n}`` over the n pairs, ``s_{-1} = 1`` and ``s_{n-1} = 1`` exactly
-    (``layerwise_balance`` in the authors' ``regularize_func.py``, spec 1c). The floor 1e-6 enters both
-    factors, G and the running product, so a dead group (``P_j = 0``) divides by 1e-6, not by 0. As computed:
-    ``ℓ_j = log max(P_j, 1e-6)``, ``s_g = exp((g + 1)·mean(ℓ) − Σ_{j≤g} ℓ_j)`` for g < n − 1, and V_g is
-    multiplied by the one factor ``s_g/s_{g-1}``. The output of group g is scaled by ``s_g`` and undone by the next group,
-    ReLU being positively homogeneous; W weights (and hence ``||w_k|| = 1``) are untouched, ``Π_g P_g`` is
-    preserved, and ``Σ_g P_g`` is minimized over layer-wise rescalings (AM-GM, spec 3.3). The last scale is 1
+    with ``P̄ = (Π_g max(P_g, 1e-6))^{1/G}`` over the G pairs, ``a_{-1} = 1`` and ``a_{G-1} = 1`` exactly
+    (``layerwise_balance`` in the authors' ``regularize_func.py``; derived in docs/derivations.md, "Balancing
+    formulas"). The floor 1e-6 enters both factors, P̄ and the running product, so a dead group (``P_j = 0``)
+    divides by 1e-6, not by 0. As computed: ``ℓ_j = log max(P_j, 1e-6)``,
+    ``a_g = exp((g + 1)·mean(ℓ) − Σ_{j≤g} ℓ_j)`` for g < G − 1, and V_g is multiplied by the one factor
+    ``a_g/a_{g-1}``. The output of group g is scaled by ``a_g`` and undone by the next group, ReLU being
+    positively homogeneous; W weights (and hence ``||w_k|| = 1``) are untouched, ``Π_g P_g`` is preserved, and
+    ``Σ_g P_g`` is minimized over layer-wise rescalings (AM-GM). The last scale is 1
     up to rounding in the authors' code; here it is exactly 1, so the function is kept exactly.
     Biases are excluded from ``P_g``. Returns a new dict.
     """

@@ -49,7 +49,7 @@ def pair_groups(net: MLP) -> Groups:
 
     A unit of a pair is a hidden unit at the W layer's output: incoming ``W[k, :]`` (with ``b[k]``), outgoing
     ``V[:, k]``. With an odd number of layers the last layer is "other" (plain weight decay), as the VGG
-    classifier in the authors' code (spec 1c).
+    classifier in the authors' code (their VGG19's ``other_layers``).
 
     Parameters
     ----------

@@ -45,7 +45,8 @@ _PROX = ("sphere", "joint", "none")
 class PathProx:
     """PathProx (``prox="sphere"``/``"joint"``) and its SGD + weight-decay baseline (``prox="none"``).
 
-    One update (the authors' ``regularize.py``, spec 2), with ``γ`` the current learning rate:
+    One update (the authors' ``regularize.py``; docs/derivations.md, "PathProx, one step"), with ``γ`` the
+    current learning rate:
 
     1. ``d = ∇L + λ·W`` for the "other" weights (and, for ``prox="none"``, every grouped weight too);
        biases are decayed only with ``regularize_bias``; torch-style momentum on d;

@@ -21,7 +21,7 @@ def weight_decay_penalty(
         WD(θ) = ½ Σ_g (||W_g||_F² + ||V_g||_F²),\\qquad ∂WD/∂W_g = W_g,\\ ∂WD/∂V_g = V_g
 
     With ``regularize_bias`` the W biases enter as ``½ Σ_k b_k²`` (the unit vector ``[w_k, b_k]``). Other
-    layers and V biases are not part of it (spec 1c).
+    layers and V biases are not part of it (as in the authors' ``regularize.py``).
 
     Parameters
     ----------
@@ -90,7 +90,8 @@ def weight_decay_objective(
 ) -> Any:
     """The weight-decay objective of the balanced net: ``loss + λ·PN(θ) + λ/2·Σ_other ||W||²``.
 
-    This is ``min over per-unit rescalings of loss + λ/2·||θ||²`` (spec 4, "wd objective"), so PathProx and
+    This is ``min over per-unit rescalings of loss + λ/2·||θ||²`` (docs/derivations.md, "Weight decay and the norm product"; the
+    authors' "wd objective"), so PathProx and
     SGD + weight decay are compared on the same number. ``loss`` is a float or 0-d array.
     """
     lam = _check_lam(lam)
@@ -105,7 +106,7 @@ def weight_decay_objective(
 def active_units(params: Mapping[str, Any], groups: Groups) -> float:
     """Percentage of grouped units with ``||w_k||·||v_k|| > 0`` (exact zero; biases excluded, as the authors).
 
-    Returns a host float in [0, 100] (spec 4, "active neurons (%)").
+    Returns a host float in [0, 100] (the authors' "active neurons (%)").
     """
     xp = check_groups(params, groups)
     if not groups.pairs:

@@ -107,23 +107,26 @@ def prox_norm_product(W: Any, V: Any, tau: float) -> tuple[Any, Any]:
     """The exact joint prox of ``τ·||w||·||v||`` for every unit ``(w_k, v_k) = (W[k, :], V[:, k])``.
 
     .. math::
-        (x, y) = argmin ½||x − a||² + ½||y − c||² + τ||x||·||y||,\\qquad x = r·a/α,\\ y = s·c/β
+        (x, y) = argmin ½||x − w||² + ½||y − v||² + τ||x||·||y||,\\qquad x = ||x||·w/||w||,\\
+        y = ||y||·v/||v||
 
-    with ``α = ||a||``, ``β = ||c||`` (spec 1b, derived):
+    (derived in docs/derivations.md, "The joint prox of τ‖w‖·‖v‖, all cases"; not in the authors' code):
 
-    - ``τ < 1``, ``α > τβ``, ``β > τα``: ``r = (α − τβ)/(1 − τ²)``, ``s = (β − τα)/(1 − τ²)``;
-    - ``τ < 1``, ``α ≤ τβ``: ``(0, c)``; ``β ≤ τα``: ``(a, 0)``;
-    - ``τ ≥ 1``: keep the longer vector and zero the other (value ``½min(α, β)²``).
+    - ``τ < 1``, ``||w|| > τ||v||``, ``||v|| > τ||w||``: ``||x|| = (||w|| − τ||v||)/(1 − τ²)``,
+      ``||y|| = (||v|| − τ||w||)/(1 − τ²)``;
+    - ``τ < 1``, ``||w|| ≤ τ||v||``: ``(0, v)``; ``||v|| ≤ τ||w||``: ``(w, 0)``;
+    - ``τ ≥ 1``: keep the longer vector and zero the other (value ``½min(||w||, ||v||)²``).
 
     Convexity: ``½||x||² + ½||y||² + τ||x||·||y|| = ½(||x|| + τ||y||)² + ½(1 − τ²)||y||²``, so the problem (and
-    its radial form in (r, s)) is convex for ``τ ≤ 1`` and strictly convex for ``τ < 1`` (a unique prox);
-    ``τ = 1`` is convex but not strictly: on a tie ``α = β`` every split ``r + s = α`` is a minimizer. For
-    ``τ > 1`` it is nonconvex, and on a tie both ``(a, 0)`` and ``(0, c)`` are minimizers.
+    its radial form in the two norms) is convex for ``τ ≤ 1`` and strictly convex for ``τ < 1`` (a unique
+    prox); ``τ = 1`` is convex but not strictly: on a tie ``||w|| = ||v||`` every split
+    ``||x|| + ||y|| = ||w||`` is a minimizer. For ``τ > 1`` it is nonconvex, and on a tie both ``(w, 0)`` and
+    ``(0, v)`` are minimizers.
 
-    Ties, as computed: α and β are the computed norms (square root of the sum of squares), and the branches
-    compare them in floating point: for ``τ ≥ 1`` a unit keeps w (returns ``(a, 0)``) iff ``α >= β``; for
-    ``τ < 1`` w is zeroed iff ``α <= τ·β`` and otherwise v iff ``β <= τ·α`` (products rounded). Vectors of
-    equal exact norm can have different computed norms, so the rule is the computed one.
+    Ties, as computed: the norms are the computed ones (square root of the sum of squares), and the branches
+    compare them in floating point: for ``τ ≥ 1`` a unit keeps w (returns ``(w, 0)``) iff ``||w|| >= ||v||``;
+    for ``τ < 1`` w is zeroed iff ``||w|| <= τ·||v||`` and otherwise v iff ``||v|| <= τ·||w||`` (products
+    rounded). Vectors of equal exact norm can have different computed norms, so the rule is the computed one.
 
     It never zeroes both (unless both are zero): the penalty vanishes once one factor is 0.
 
@@ -164,7 +167,7 @@ def _max_abs(xp: Any, X: Any) -> float:
 
 
 def _norm_product_factors(xp: Any, alpha: Any, beta: Any, tau: float) -> tuple[Any, Any]:
-    """Factors ``r/α`` and ``s/β`` (0 where the norm is 0) of :func:`prox_norm_product`, per unit."""
+    """Factors ``ρ_x/α`` and ``ρ_y/β`` (0 where the norm is 0) of :func:`prox_norm_product`, per unit."""
     if tau < 1.0:
         zero_w = alpha <= tau * beta
         zero_v = (beta <= tau * alpha) & ~zero_w

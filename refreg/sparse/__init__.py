@@ -4,24 +4,27 @@ The default, ``spatial_entropy``, is refreg's **reconstruction** of the scale-in
 Bayandorian, "A Novel Sparse Regularizer" (arXiv 2301.07285, 2023). The paper's formula is not published in
 anything at hand (only its abstract): refreg implements the natural regularizer that has every property the
 abstract states -- it depends on the *spatial arrangement* of the weights in a matrix, it is an entropy, it is
-differentiable, scale-invariant, cheap (two reductions), needs O(m + n) extra numbers and parallelizes. It is
+differentiable, scale-invariant, cheap (two reductions), needs O(n_out + n_in) extra numbers and parallelizes. It is
 not a verified copy of the paper's regularizer. The baselines (L1, L2, group lasso, Hoyer, Hoyer-Square,
 Group Hoyer-Square) follow their published definitions.
 
-Notation (PyTorch layout):
+Notation (PyTorch layout; docs/notation.md has the glossary of all three methods):
 
-=========  =============  ==========================================================================
-symbol     shape          meaning
-=========  =============  ==========================================================================
-W          (m, n)         one weight matrix; row i = output unit i, column j = input feature j
-a          (m, n)         ``|W|``
-S          ()             ``Σ_ij a_ij``, the total mass
-r          (m,)           row shares ``r_i = Σ_j a_ij / S``
-c          (n,)           column shares ``c_j = Σ_i a_ij / S``
-p          (m, n)         element shares ``p_ij = a_ij / S``
-H(q)       ()             Shannon entropy ``−Σ q log q`` with ``0 log 0 = 0``
-sign(0)    --             ``0``: the subgradient chosen at the kink of ``|w|`` (zero weights get zero gradient)
-=========  =============  ==========================================================================
+=========  ==============  =========================================================================
+symbol     shape           meaning
+=========  ==============  =========================================================================
+W          (n_out, n_in)   one weight matrix; row i = output unit i, column j = input feature j
+‖W‖₁       ()              ``Σ_ij |w_ij|``, the total magnitude
+r          (n_out,)        row shares ``r_i = Σ_j |w_ij| / ‖W‖₁``
+c          (n_in,)         column shares ``c_j = Σ_i |w_ij| / ‖W‖₁``
+p          (n_out, n_in)   element shares ``p_ij = |w_ij| / ‖W‖₁``
+H(q)       ()              Shannon entropy ``−Σ q log q`` with ``0 log 0 = 0``
+λ          ()              the penalty coefficient (``alpha`` in :func:`penalty`)
+sign(0)    --              ``0``: the subgradient chosen at the kink of ``|w|`` (zero weights get zero
+                           gradient)
+=========  ==============  =========================================================================
+
+The formulas are derived in docs/derivations.md, "The spatial entropy: gradient and Euler identity".
 
 Every regularizer is an object with ``value(W)``, ``grad(W)`` and ``value_and_grad(W)`` (exact closed-form
 gradients, no autodiff) and an attribute ``scale_invariant``; ``REGULARIZERS`` maps names to them.

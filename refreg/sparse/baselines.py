@@ -82,7 +82,7 @@ class Hoyer(_HoyerBase):
     .. math::
         ∂R/∂w = sign(w)/||W||₂ − ||W||₁ w / ||W||₂³
 
-    Scale-invariant; ``1 ≤ R ≤ sqrt(mn)`` for W ≠ 0. (Hoyer 2004; Yang, Wen & Li, DeepHoyer, ICLR 2020.)
+    Scale-invariant; ``1 ≤ R ≤ sqrt(n_out·n_in)`` for W ≠ 0. (Hoyer 2004; Yang, Wen & Li, DeepHoyer, ICLR 2020.)
     """
 
     name = "hoyer"
@@ -104,7 +104,7 @@ class HoyerSquare(_HoyerBase):
     .. math::
         ∂R/∂w = 2 ||W||₁ sign(w) / ||W||₂² − 2 ||W||₁² w / ||W||₂⁴
 
-    Scale-invariant; ``1 ≤ R ≤ mn``; ``R = exp(H₂)`` with ``H₂`` the order-2 Rényi entropy of ``|w|/||W||₁``.
+    Scale-invariant; ``1 ≤ R ≤ n_out·n_in``; ``R = exp(H₂)`` with ``H₂`` the order-2 Rényi entropy of ``|w|/||W||₁``.
     (Yang, Wen & Li, "DeepHoyer", ICLR 2020, Sec. 3.)
     """
 
@@ -123,11 +123,12 @@ class GroupHoyerSquare(_HoyerBase):
     """Group Hoyer-Square for a fully connected layer (DeepHoyer): columns (inputs) and rows (units).
 
     .. math::
-        R(W) = [(Σ_j ||W_:,j||)² + (Σ_i ||W_i,:||)²] / Σ w²
+        R(W) = [C_in² + C_out²] / Σ w²
 
-        ∂R/∂w_ij = [2C w_ij/||W_:,j|| + 2Ρ w_ij/||W_i,:||] / Σw² − 2(C² + Ρ²) w_ij / (Σw²)²
+        ∂R/∂w_ij = [2 C_in w_ij/||W_:,j|| + 2 C_out w_ij/||W_i,:||] / Σw² − 2(C_in² + C_out²) w_ij / (Σw²)²
 
-    with ``C = Σ_j ||W_:,j||``, ``Ρ = Σ_i ||W_i,:||``; a zero row or column gets the zero subgradient.
+    with ``C_in = Σ_j ||W_:,j||`` (input columns) and ``C_out = Σ_i ||W_i,:||`` (output rows); a zero row or
+    column gets the zero subgradient.
     Scale-invariant. (Yang, Wen & Li, "DeepHoyer", ICLR 2020, Sec. 3, Group-HS.)
     """
 
@@ -138,17 +139,17 @@ class GroupHoyerSquare(_HoyerBase):
         nonzero = scale.nonzero
         row_norms = [xp.linalg.vector_norm(scale(W), axis=1) for W in Ws]
         col_norms = [xp.linalg.vector_norm(scale(W), axis=0) for W in Ws]
-        C = _sum(xp, [xp.sum(c) for c in col_norms])
-        P = _sum(xp, [xp.sum(r) for r in row_norms])
+        C_in = _sum(xp, [xp.sum(c) for c in col_norms])
+        C_out = _sum(xp, [xp.sum(r) for r in row_norms])
         Q = _safe(xp, _sum(xp, [xp.sum(r * r) for r in row_norms]), nonzero)
-        value = (C * C + P * P) / Q if nonzero else xp.zeros_like(C)
+        value = (C_in * C_in + C_out * C_out) / Q if nonzero else xp.zeros_like(C_in)
         if not need_grad:
             return value, None
         grads = []
         for W, rn, cn in zip(Ws, row_norms, col_norms, strict=True):
             inv_r = xp.where(rn > 0, 1.0 / _safe(xp, rn, rn > 0), xp.zeros_like(rn))
             inv_c = xp.where(cn > 0, 1.0 / _safe(xp, cn, cn > 0), xp.zeros_like(cn))
-            coef = (2.0 * P / Q) * inv_r[:, None] + ((2.0 * C / Q) * inv_c)[None, :]
-            coef = coef - 2.0 * (C * C + P * P) / (Q * Q)
+            coef = (2.0 * C_out / Q) * inv_r[:, None] + ((2.0 * C_in / Q) * inv_c)[None, :]
+            coef = coef - 2.0 * (C_in * C_in + C_out * C_out) / (Q * Q)
             grads.append(scale.rest(scale(W) * (coef * scale.fold)))
         return value, grads

@@ -15,9 +15,10 @@ class SpatialEntropy(Regularizer):
     """Spatial (marginal) entropy, refreg's reconstruction of Bayandorian's (2023) regularizer.
 
     .. math::
-        R(W) = H(r) + H(c),\\quad r_i = Σ_j |w_ij| / S,\\quad c_j = Σ_i |w_ij| / S,\\quad S = Σ_ij |w_ij|
+        R(W) = H(r) + H(c),\\quad r_i = Σ_j |w_ij| / ‖W‖₁,\\quad c_j = Σ_i |w_ij| / ‖W‖₁,\\quad
+        ‖W‖₁ = Σ_ij |w_ij|
 
-        ∂R/∂w_ij = −sign(w_ij) · [(\\log r_i + H(r)) + (\\log c_j + H(c))] / S
+        ∂R/∂w_ij = −sign(w_ij) · [(\\log r_i + H(r)) + (\\log c_j + H(c))] / ‖W‖₁
 
     Notes
     -----
@@ -25,10 +26,10 @@ class SpatialEntropy(Regularizer):
     arrangement of weights within a weight matrix", differentiable, scale-invariant, cheap, with trivial extra
     memory; the formula itself is not available, so this is a reconstruction with all of those properties, not
     a verified copy. It depends on which rows (output units) and columns (input features) hold the mass:
-    minimizing it empties whole rows and columns. ``0 ≤ R ≤ log m + log n``; ``R(cW) = R(W)`` for ``c ≠ 0``.
+    minimizing it empties whole rows and columns. ``0 ≤ R ≤ log n_out + log n_in``; ``R(cW) = R(W)`` for ``c ≠ 0``.
     A zero row or column contributes ``0 log 0 = 0``; ``sign(0) = 0`` gives zero weights zero gradient, and
     an all-zero matrix has ``R = 0`` and zero gradient. Beyond the gradient (and the transient elementwise
-    temporaries of one pass over ``|W|``) it keeps the ``m + n`` marginals and a few scalars.
+    temporaries of one pass over ``|W|``) it keeps the ``n_out + n_in`` marginals and a few scalars.
     The gradient grows like ``log(1/|w|)`` as a weight's row/column share goes to 0; it is finite for every
     finite ``W`` whose gradient is representable (it scales like ``1/max|W|``).
 
@@ -55,7 +56,7 @@ class SpatialEntropy(Regularizer):
         )  # ≥ 1 unless every weight is 0 (the max entry counts 1)
         log_S = xp.log(_safe(xp, S, nonzero))
         S_safe = _safe(xp, S, nonzero)
-        # log r_i = log(row mass) − log S, computed from the mass so that tiny shares do not underflow to 0
+        # log r_i = log(row mass) − log ‖W‖₁, computed from the mass so that tiny shares do not underflow to 0
         log_r = [xp.where(r > 0, _safe_log(xp, r) - log_S, xp.zeros_like(r)) for r in rows]
         log_c = [xp.where(c > 0, _safe_log(xp, c) - log_S, xp.zeros_like(c)) for c in cols]
         H_r = -_sum(xp, [xp.sum((r / S_safe) * lr) for r, lr in zip(rows, log_r, strict=True)])
@@ -76,12 +77,12 @@ class ElementEntropy(Regularizer):
     """Element entropy: the Shannon entropy of the normalised magnitudes (the arrangement-blind ablation).
 
     .. math::
-        R(W) = H(p) = −Σ_ij p_ij \\log p_ij,\\quad p_ij = |w_ij| / S;\\qquad
-        ∂R/∂w_ij = −sign(w_ij)(\\log p_ij + H(p)) / S
+        R(W) = H(p) = −Σ_ij p_ij \\log p_ij,\\quad p_ij = |w_ij| / ‖W‖₁;\\qquad
+        ∂R/∂w_ij = −sign(w_ij)(\\log p_ij + H(p)) / ‖W‖₁
 
     Notes
     -----
-    Scale-invariant and invariant under any permutation of the entries; ``0 ≤ R ≤ log(mn)``.
+    Scale-invariant and invariant under any permutation of the entries; ``0 ≤ R ≤ log(n_out·n_in)``.
     ``exp`` of the order-2 Rényi entropy of ``p`` is Hoyer-Square; this is the order-1 (Shannon) member of the
     same family. Zero entries contribute ``0 log 0 = 0`` and get zero gradient (``sign(0) = 0``). It needs one
     elementwise ``log`` (a temporary of W's size) besides the gradient.

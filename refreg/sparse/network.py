@@ -85,15 +85,15 @@ def penalty(
     names: Sequence[str] | None = None,
     scope: str = "layer",
 ) -> tuple[Any, dict[str, Any]]:
-    """``α Σ_l R(W_l)`` over the weight matrices of a net, and its gradient, to add to the loss.
+    """``λ Σ_l R(W_l)`` over the weight matrices of a net, and its gradient, to add to the loss.
 
     .. math::
-        \\text{layer: } P = α Σ_l R(W_l);\\qquad \\text{network: } P = α R(W_1 ⊕ … ⊕ W_L)
+        \\text{layer: } P = λ Σ_l R(W_l);\\qquad \\text{network: } P = λ R(W_1 ⊕ … ⊕ W_L)
 
     With ``scope="network"`` every sum inside ``R`` runs over all selected matrices at once: one mass
-    ``S = Σ_l Σ_ij |w^l_ij|``, one max-normalisation, and for the spatial entropy the concatenated marginals
-    ``r = (r^1, …, r^L)`` (all rows of all layers, ``r^l_i = Σ_j |w^l_ij| / S``) and ``c = (c^1, …, c^L)`` (all
-    columns), ``R = H(r) + H(c)`` with gradient ``−sign(w^l_ij)(log r^l_i + H(r) + log c^l_j + H(c)) / S``.
+    ``‖W‖₁ = Σ_l Σ_ij |w^l_ij|``, one max-normalisation, and for the spatial entropy the concatenated marginals
+    ``r = (r^1, …, r^L)`` (all rows of all layers, ``r^l_i = Σ_j |w^l_ij| / ‖W‖₁``) and ``c = (c^1, …, c^L)`` (all
+    columns), ``R = H(r) + H(c)`` with gradient ``−sign(w^l_ij)(log r^l_i + H(r) + log c^l_j + H(c)) / ‖W‖₁``.
     Element entropy, Hoyer and (Group) Hoyer-Square likewise pool their sums; for L1, L2 and group lasso the
     two scopes coincide. A network-wide scale-invariant ``R`` is invariant to scaling *all* weights together.
 
@@ -104,7 +104,7 @@ def penalty(
     regularizer : str or Regularizer
         A name in :data:`REGULARIZERS` (default ``"spatial_entropy"``).
     alpha : float >= 0
-        The regularization strength α.
+        The penalty coefficient λ (Bayandorian's α).
     names : list of str, optional
         The keys to regularize; default every 2-D array (biases are not regularized).
     scope : {"layer", "network"}
@@ -118,7 +118,7 @@ def penalty(
 
     References
     ----------
-    Bayandorian (2023), arXiv:2301.07285: loss ``L(θ) + α Σ_layers R(W_l)`` (the additive form in the abstract).
+    Bayandorian (2023), arXiv:2301.07285: loss ``L(θ) + α Σ_layers R(W_l)`` (the additive form in the abstract; λ here).
     """
     alpha = check_nonnegative("alpha", alpha)
     reg = get_regularizer(regularizer)

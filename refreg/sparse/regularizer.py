@@ -36,16 +36,16 @@ class Regularizer:
         raise NotImplementedError
 
     def value(self, W: Any) -> Any:
-        """``R(W)`` as a 0-d array of ``W``'s namespace and dtype; ``W`` of shape (m, n)."""
+        """``R(W)`` as a 0-d array of ``W``'s namespace and dtype; ``W`` of shape (n_out, n_in)."""
         xp = host_namespace(_check_matrix("W", W))
         return self._compute(xp, [W], need_grad=False)[0]
 
     def grad(self, W: Any) -> Any:
-        """``∇R(W)``, an array of shape (m, n) and ``W``'s dtype."""
+        """``∇R(W)``, an array of shape (n_out, n_in) and ``W``'s dtype."""
         return self.value_and_grad(W)[1]
 
     def value_and_grad(self, W: Any) -> tuple[Any, Any]:
-        """``(R(W), ∇R(W))`` in one pass; ``W`` of shape (m, n)."""
+        """``(R(W), ∇R(W))`` in one pass; ``W`` of shape (n_out, n_in)."""
         xp = host_namespace(_check_matrix("W", W))
         value, grads = self._compute(xp, [W], need_grad=True)
         return value, grads[0]
