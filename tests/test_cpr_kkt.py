@@ -4,15 +4,15 @@ Problem: minimize L(θ) = ½‖A·vec θ − b‖² subject to R(θ) = Σθ² <=
 κ = ½·R(θ_ls) so the constraint is active. Base optimizer: plain SGD with step η; CPR as released (l2, rate μ/n,
 constraint step after the base step, reg_by_lr=False).
 
-Mapping between the CPR multiplier λ and the SLSQP multiplier ν. SLSQP solves the KKT system of the Lagrangian
-L(θ) − ν·(κ − Σθ²), i.e. ∇L(θ*) + 2ν θ* = 0, R(θ*) = κ, ν >= 0. At a fixed point of the released update,
+Mapping between the CPR multiplier λ and the SLSQP multiplier λ_KKT. SLSQP solves the KKT system of the Lagrangian
+L(θ) − λ_KKT·(κ − Σθ²), i.e. ∇L(θ*) + 2λ_KKT θ* = 0, R(θ*) = κ, λ_KKT >= 0. At a fixed point of the released update,
 with θ' = θ − η∇L(θ) the post-SGD iterate:
 
 - the dual step is stationary with λ > 0 only if R(θ') = κ;
 - θ = (1 − 2λ)·θ' (the constraint step), hence ∇L(θ) = (θ − θ')/η = −2λθ'/η = −2·λ/(η(1 − 2λ))·θ.
 
 So the limit θ∞ is exactly the KKT point of the problem with the bound κ̃ = (1 − 2λ∞)²·κ, with multiplier
-ν = λ∞ / (η·(1 − 2λ∞)), i.e. λ∞ = ην/(1 + 2ην). Because λ∞ = O(η), θ∞ approaches the KKT point of the
+λ_KKT = λ∞ / (η·(1 − 2λ∞)), i.e. λ∞ = ηλ_KKT/(1 + 2ηλ_KKT). Because λ∞ = O(η), θ∞ approaches the KKT point of the
 original bound κ at rate O(η) (the paper's Algorithm 1, which evaluates R and ∇R at the pre-step θ_t, has
 the exact fixed point ∇L + 2(λ/η)θ = 0, R(θ) = κ). The dual rate μ/n does not enter either relation: μ changes
 how fast the iteration gets there, not where it goes (as long as the dual step is stable).
@@ -54,7 +54,7 @@ def run_cpr(a, b, kappa, eta, mu, steps):
 
 
 def slsqp(a, b, kappa):
-    """The oracle: (θ*, ν) from SLSQP with analytic gradients."""
+    """The oracle: (θ*, λ_KKT) from SLSQP with analytic gradients."""
     res = minimize(
         lambda x: 0.5 * np.sum((a @ x - b) ** 2),
         np.zeros(12),

@@ -7,7 +7,7 @@ Claims (docs/derivations.md, "Weight decay and the norm product", from AM-GM; Ya
    ``Σ_k ||w_k||·||v_k||``, with equality after :func:`refreg.pathprox.balance_units` (same function).
 3. Under gradient descent on ``L + λ/2·||θ||²`` the per-unit imbalance shrinks: for a bias-free ReLU unit
    ``Δ_k = ||w_k||² − ||v_k||²`` obeys ``dΔ_k/dt = −2λΔ_k`` (the loss conserves it, by homogeneity), so
-   SGD with step γ gives ``Δ_k ≈ (1 − γλ)^{2t}·Δ_k(0)`` up to O(γ²) terms; ``| ||w_k|| − ||v_k|| |`` follows.
+   SGD with step η gives ``Δ_k ≈ (1 − ηλ)^{2t}·Δ_k(0)`` up to O(η²) terms; ``| ||w_k|| − ||v_k|| |`` follows.
 
 Panels: (a) the rescaled penalty of a few units against ``a`` with the minimum at the path norm (checked with
 ``scipy.optimize.minimize_scalar``); (b) penalty against path norm over many random ReLU nets, before and after
@@ -314,7 +314,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         )
         axes[2].set(
             xlabel="iteration",
-            title=f"(c) SGD + WD on digits (γ={c['lr']}, λ={c['lam']}, width {c['width']})",
+            title=f"(c) SGD + WD on digits (η={c['lr']}, λ={c['lam']}, width {c['width']})",
         )
         break
     axes[2].legend(fontsize=8)

@@ -1,15 +1,15 @@
 """Where the exact joint prox of τ·||w||·||v|| zeroes w, v or neither; group soft-thresholding beside it.
 
-The joint prox (derived in docs/derivations.md, "The joint prox of τ‖w‖·‖v‖"; :func:`refreg.pathprox.prox_norm_product`) of a unit with input norms
-``α = ||a||`` (incoming) and ``β = ||c||`` (outgoing):
+The joint prox (derived in docs/derivations.md, "The joint prox of τ‖w‖·‖v‖";
+:func:`refreg.pathprox.prox_norm_product`) of a unit with incoming weights w and outgoing weights v:
 
-- ``τ < 1``: w = 0 iff ``α ≤ τβ``; v = 0 iff ``β ≤ τα``; otherwise both shrink,
-  ``r = (α − τβ)/(1 − τ²)``, ``s = (β − τα)/(1 − τ²)``;
+- ``τ < 1``: w = 0 iff ``||w|| ≤ τ||v||``; v = 0 iff ``||v|| ≤ τ||w||``; otherwise both shrink to the norms
+  ``(||w|| − τ||v||)/(1 − τ²)`` and ``(||v|| − τ||w||)/(1 − τ²)``;
 - ``τ ≥ 1`` (nonconvex): the shorter one is zeroed (ties keep w); never both.
 
 PathProx itself uses the sphere constraint ``||w|| = 1`` and the group soft-threshold of v, zero iff
 ``||v|| ≤ τ`` (the right panel). Each run also measures the closed form against a 401 × 401 grid over
-``(r, s)`` and ``scipy.optimize.minimize`` from several starts on random units, and the optimality
+the two output norms and ``scipy.optimize.minimize`` from several starts on random units, and the optimality
 conditions; the summary reports the worst excess over the oracles.
 """
 
@@ -109,7 +109,7 @@ def _objective_and_grad(a, c, tau):
 
 def _joint(config: Joint) -> dict:
     tau, n = config.tau, config.grid
-    # the region map: one unit per grid point, a = (α, 0), c = (β, 0)
+    # the region map: one unit per grid point, w = (||w||, 0), v = (||v||, 0) on the grid's axes
     axis = np.linspace(0.0, EXTENT, n)
     alpha, beta = np.meshgrid(axis, axis, indexing="ij")
     W = np.stack([alpha.ravel(), np.zeros(alpha.size)], axis=1)

@@ -289,9 +289,9 @@ def cpr(
     The l2 constraint step multiplies θ by (1 − 2λ); 2λ >= 1 flips the sign of θ. The release has no guard; this
     module keeps its update and warns (``RuntimeWarning``).
 
-    Fixed point (l2, SGD base with step γ): because R and ∇R are evaluated after the base step, a limit θ with
-    λ > 0 satisfies R(θ') = κ for θ' = θ − γ∇L(θ) and ∇L(θ) + 2νθ = 0 with ν = λ/(γ(1 − 2λ)); θ is the exact
-    KKT point of the bound (1 − 2λ)²κ and approaches that of κ at rate O(γ). μ sets the speed of the dual
+    Fixed point (l2, SGD base with step η): because R and ∇R are evaluated after the base step, a limit θ with
+    λ > 0 satisfies R(θ') = κ for θ' = θ − η∇L(θ) and ∇L(θ) + 2λ_KKT·θ = 0 with λ_KKT = λ/(η(1 − 2λ)); θ is the exact
+    KKT point of the bound (1 − 2λ)²κ and approaches that of κ at rate O(η). μ sets the speed of the dual
     iteration, not the fixed point (``tests/test_cpr_kkt.py`` checks both against SLSQP).
 
     Examples

@@ -17,8 +17,8 @@ Backward, one chain-rule line each (softmax: dS = P ∘ (dP − rowsum(dP ∘ P)
 
 LayerNorm over the last axis (``nn.LayerNorm(d)``, eps 1e-5, biased variance)::
 
-    Y = γ ∘ X̂ + β,  X̂ = (X − mean X) / sqrt(var X + eps)
-    dX = (dX̂ − mean(dX̂) − X̂ ∘ mean(dX̂ ∘ X̂)) / sqrt(var X + eps),  dX̂ = dY ∘ γ,  dγ = Σ dY ∘ X̂,  dβ = Σ dY
+    Y = gamma ∘ X̂ + beta,  X̂ = (X − mean X) / sqrt(var X + eps)
+    dX = (dX̂ − mean(dX̂) − X̂ ∘ mean(dX̂ ∘ X̂)) / sqrt(var X + eps),  dX̂ = dY ∘ gamma,  dgamma = Σ dY ∘ X̂,  dbeta = Σ dY
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class LayerNormCache(NamedTuple):
 def layer_norm_forward(
     x: Any, gamma: Any, beta: Any, eps: float = 1e-5
 ) -> tuple[Any, LayerNormCache]:
-    """``γ ∘ (X − mean X)/sqrt(var X + eps) + β`` over the last axis (biased variance, as PyTorch)."""
+    """``gamma ∘ (X − mean X)/sqrt(var X + eps) + beta`` over the last axis (biased variance, as PyTorch)."""
     xp = get_namespace(x, gamma, beta)
     centred = x - xp.mean(x, axis=-1, keepdims=True)
     inv_std = 1.0 / xp.sqrt(xp.mean(centred * centred, axis=-1, keepdims=True) + eps)
@@ -156,7 +156,7 @@ def layer_norm_forward(
 
 
 def layer_norm_backward(cache: LayerNormCache, gamma: Any, dy: Any) -> tuple[Any, Any, Any]:
-    """Backward of :func:`layer_norm_forward`: ``(dX, dγ, dβ)`` (module docstring)."""
+    """Backward of :func:`layer_norm_forward`: ``(dX, dgamma, dbeta)`` (module docstring)."""
     xp = get_namespace(dy)
     dx_hat = dy * gamma
     x_hat = cache.x_hat

@@ -17,8 +17,8 @@ P_g            scalar              group g's path norm ``Σ_k ||w_k||·||v_k||``
 PN             scalar              the ℓ₂ path norm ``Σ_g P_g``
 WD             scalar              the weight-decay penalty ``½ Σ_g (||W_g||² + ||V_g||²)``
 lam            scalar              λ, the penalty coefficient
-lr             scalar              γ, the learning rate of the step
-tau            scalar              τ, the prox threshold; ``τ = λ·γ`` inside :func:`pathprox`
+lr             scalar              η, the learning rate of the step
+tau            scalar              τ, the prox threshold; ``τ = λ·η`` inside :func:`pathprox`
 =============  ==================  ==============================================================
 
 For ReLU units ``f(a w, a b, v / a) = f(w, b, v)`` (a > 0), and ``½(||w||² + ||v||²) ≥ ||w||·||v||`` with
@@ -26,7 +26,7 @@ equality iff ``||w|| = ||v||`` (AM-GM), so ``min_θ L + λ·WD = min_θ L + λ·
 minimizing functions (docs/derivations.md, "Weight decay and the norm product"). PathProx takes a gradient step on L, rescales the groups so that every
 ``P_g`` equals their geometric mean (function unchanged), and applies the prox of the non-smooth part of the
 equivalent problem ``min L + λ Σ ||v_k|| s.t. ||w_k|| = 1``: project ``w_k`` onto the unit sphere and
-group-soft-threshold ``v_k`` by ``τ = λ·γ``, which sets whole units to exactly zero.
+group-soft-threshold ``v_k`` by ``τ = λ·η``, which sets whole units to exactly zero.
 
 A porter starts at :class:`PathProx` (:meth:`PathProx.reference_update` is the algorithm box;
 :meth:`PathProx.update` its fused speed path) and :mod:`refreg.pathprox.prox` (the operators).

@@ -45,14 +45,14 @@ _PROX = ("sphere", "joint", "none")
 class PathProx:
     """PathProx (``prox="sphere"``/``"joint"``) and its SGD + weight-decay baseline (``prox="none"``).
 
-    One update (the authors' ``regularize.py``; docs/derivations.md, "PathProx, one step"), with ``γ`` the
+    One update (the authors' ``regularize.py``; docs/derivations.md, "PathProx, one step"), with ``η`` the
     current learning rate:
 
     1. ``d = ∇L + λ·W`` for the "other" weights (and, for ``prox="none"``, every grouped weight too);
        biases are decayed only with ``regularize_bias``; torch-style momentum on d;
-       ``θ ← θ − γ·d``.
+       ``θ ← θ − η·d``.
     2. ``layer_balance`` (and no ``regularize_bias``): :func:`balance_layers`.
-    3. prox with ``τ = λ·γ``: ``"sphere"``: :func:`project_unit_sphere` on ``(W, b)`` then
+    3. prox with ``τ = λ·η``: ``"sphere"``: :func:`project_unit_sphere` on ``(W, b)`` then
        :func:`group_soft_threshold` of the columns of V; ``"joint"``: :func:`prox_norm_product` on
        ``(W, V)`` (``[W, b]`` with ``regularize_bias``).
 
@@ -108,9 +108,9 @@ class PathProx:
         Returns ``(new_params, new_state)``; the arguments are not modified and a failed call changes nothing.
         """
         xp, lr, balance = self._check(grads, state, params)
-        # 1. θ ← θ − γ·(∇L + λ·θ_decayed), torch-style momentum
+        # 1. θ ← θ − η·(∇L + λ·θ_decayed), torch-style momentum
         new_params, buffers = self._gradient_step(grads, state, params, lr)
-        # 2–3. layer balance, then the prox with τ = λγ: one rescaling per array (refreg.pathprox.fused)
+        # 2–3. layer balance, then the prox with τ = λη: one rescaling per array (refreg.pathprox.fused)
         if self.prox != "none":
             new_params = fused_balance_then_prox(
                 xp,
@@ -130,15 +130,15 @@ class PathProx:
         ``regularize.py``): each line one public operator (:mod:`refreg.pathprox.reference`).
 
         .. math::
-            θ ← θ − γ(∇L + λθ_{other});\\quad θ ← \\text{balance\\_layers}(θ);\\quad
-            (w_k, v_k) ← \\text{prox}_{τ}(w_k, v_k),\\ τ = λγ
+            θ ← θ − η(∇L + λθ_{other});\\quad θ ← \\text{balance\\_layers}(θ);\\quad
+            (w_k, v_k) ← \\text{prox}_{τ}(w_k, v_k),\\ τ = λη
 
         Same arguments, checks and state as :meth:`update`; slower (one pass per operator).
         """
         xp, lr, balance = self._check(grads, state, params)
-        # 1. θ ← θ − γ·(∇L + λ·θ_decayed), torch-style momentum
+        # 1. θ ← θ − η·(∇L + λ·θ_decayed), torch-style momentum
         new_params, buffers = self._gradient_step(grads, state, params, lr)
-        # 2. layer balance; 3. the prox with τ = λγ on every unit
+        # 2. layer balance; 3. the prox with τ = λη on every unit
         if self.prox != "none":
             new_params = balance_then_prox(
                 xp,
@@ -154,7 +154,7 @@ class PathProx:
     def _check(
         self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any]
     ) -> tuple[Any, float, bool]:
-        """Validate the arguments; returns ``(xp, γ_t, whether to balance)``."""
+        """Validate the arguments; returns ``(xp, η_t, whether to balance)``."""
         xp = check_groups(params, self.groups)
         check_grads(grads, params)
         _check_finite_params(params)
@@ -169,7 +169,7 @@ class PathProx:
     def _gradient_step(
         self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any], lr: float
     ) -> tuple[Params, dict[str, Any]]:
-        """``d = ∇L + λθ`` on the decayed keys, ``buf ← momentum·buf + d`` (torch SGD), ``θ ← θ − γ·d``."""
+        """``d = ∇L + λθ`` on the decayed keys, ``buf ← momentum·buf + d`` (torch SGD), ``θ ← θ − η·d``."""
         decayed = set(self._decayed_keys())
         xp = get_namespace(*params.values())
         new_params, new_buffers = {}, {}

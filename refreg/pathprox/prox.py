@@ -167,7 +167,7 @@ def _max_abs(xp: Any, X: Any) -> float:
 
 
 def _norm_product_factors(xp: Any, alpha: Any, beta: Any, tau: float) -> tuple[Any, Any]:
-    """Factors ``ρ_x/α`` and ``ρ_y/β`` (0 where the norm is 0) of :func:`prox_norm_product`, per unit."""
+    """Factors ``||x||/||w||`` and ``||y||/||v||`` (0 where the norm is 0) of :func:`prox_norm_product`, per unit."""
     if tau < 1.0:
         zero_w = alpha <= tau * beta
         zero_v = (beta <= tau * alpha) & ~zero_w

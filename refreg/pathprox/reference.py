@@ -4,9 +4,9 @@ This is the algorithm as the paper and the authors' ``regularize.py`` state it, 
 one operator (the algorithm in Yang et al. 2022 and in the authors' README and ``regularize.py``;
 docs/derivations.md, "PathProx"):
 
-1. ``θ ← θ − γ·(∇L + λ·θ_other)`` (with torch-style momentum): :meth:`PathProx.reference_update`;
+1. ``θ ← θ − η·(∇L + λ·θ_other)`` (with torch-style momentum): :meth:`PathProx.reference_update`;
 2. :func:`~refreg.pathprox.balance_layers`: every group's path norm becomes their geometric mean;
-3. per unit, with ``τ = λ·γ``: ``"sphere"``: ``w_k ← w_k/||w_k||`` (:func:`~refreg.pathprox.project_unit_sphere`)
+3. per unit, with ``τ = λ·η``: ``"sphere"``: ``w_k ← w_k/||w_k||`` (:func:`~refreg.pathprox.project_unit_sphere`)
    and ``v_k ← prox_{τ||·||}(v_k)`` (:func:`~refreg.pathprox.group_soft_threshold`); ``"joint"``:
    ``(w_k, v_k) ← prox_{τ||w||·||v||}(w_k, v_k)`` (:func:`~refreg.pathprox.prox_norm_product`).
 

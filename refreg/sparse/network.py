@@ -104,7 +104,7 @@ def penalty(
     regularizer : str or Regularizer
         A name in :data:`REGULARIZERS` (default ``"spatial_entropy"``).
     alpha : float >= 0
-        The penalty coefficient λ (Bayandorian's α).
+        The penalty coefficient λ (``alpha`` in the abstract's notation).
     names : list of str, optional
         The keys to regularize; default every 2-D array (biases are not regularized).
     scope : {"layer", "network"}
@@ -118,7 +118,7 @@ def penalty(
 
     References
     ----------
-    Bayandorian (2023), arXiv:2301.07285: loss ``L(θ) + α Σ_layers R(W_l)`` (the additive form in the abstract; λ here).
+    Bayandorian (2023), arXiv:2301.07285: loss ``L(θ) + alpha·Σ_layers R(W_l)`` (the additive form in the abstract).
     """
     alpha = check_nonnegative("alpha", alpha)
     reg = get_regularizer(regularizer)

@@ -346,13 +346,13 @@ def joint_prox_cases():
     """Units (w_k = W[k, :], v_k = V[:, k]) chosen to hit every branch of the closed form."""
     W = np.array(
         [
-            [0.3, 0.4, 0.0],  # α = .5, β = .5: a tie α = β
-            [1.0, 2.0, 2.0],  # α = 3, β ≈ 1.118: v side small
-            [0.1, 0.0, 0.0],  # α = .1, β large: w zeroed for τ ≥ .1/β
+            [0.3, 0.4, 0.0],  # ‖w‖ = .5, ‖v‖ = .5: a tie ‖w‖ = ‖v‖
+            [1.0, 2.0, 2.0],  # ‖w‖ = 3, ‖v‖ ≈ 1.118: v side small
+            [0.1, 0.0, 0.0],  # ‖w‖ = .1, ‖v‖ large: w zeroed for τ ≥ .1/‖v‖
             [0.0, 0.0, 0.0],  # zero w
-            [0.5, -0.5, 0.5],  # α ≈ .866
+            [0.5, -0.5, 0.5],  # ‖w‖ ≈ .866
             [0.0, 0.0, 0.0],  # both zero
-            [2.0, 0.0, 0.0],  # α = 2, β = 2: an exact tie at larger scale
+            [2.0, 0.0, 0.0],  # ‖w‖ = 2, ‖v‖ = 2: an exact tie at larger scale
         ]
     )
     V = np.array(
