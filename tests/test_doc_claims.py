@@ -39,7 +39,7 @@ def test_sphere_projection_multiplies_by_the_reciprocal():
 
 # ------------------------------------------------------------------------------------ balance_layers
 def _layer_balance_as_documented(params, groups):
-    """balance_layers' docstring, literally: ℓ_j = log max(P_j, 1e-6), s_g = exp((g+1)·mean(ℓ) − Σ_{j≤g} ℓ_j)."""
+    """balance_layers' docstring, literally: log_j = log max(P_j, 1e-6), a_g = exp((g+1)·mean(log) − Σ_{j≤g} log_j)."""
     P = [
         np.sum(np.linalg.norm(params[g.w], axis=1) * np.linalg.norm(params[g.v], axis=0))
         for g in groups.pairs
@@ -91,12 +91,12 @@ def _objective(x, y, a, c, tau):
 
 
 def test_joint_prox_tau_one_is_convex_with_a_segment_of_minimizers_on_ties():
-    a, c = np.array([0.6, 0.8]), np.array([0.8, 0.6])  # α = β = 1 in floating point
+    a, c = np.array([0.6, 0.8]), np.array([0.8, 0.6])  # ||a|| = ||c|| = 1 in floating point
     W, V = pathprox.prox_norm_product(a[None, :], c[:, None], 1.0)
     x, y = W[0], V[:, 0]
     assert np.array_equal(x, a) and np.all(y == 0)  # the documented choice (a, 0)
     best = _objective(x, y, a, c, 1.0)
-    for r in np.linspace(0.0, 1.0, 11):  # every split r + s = α = 1 has the same value
+    for r in np.linspace(0.0, 1.0, 11):  # every split r + s = ||a|| = 1 has the same value
         assert abs(_objective(r * a, (1 - r) * c, a, c, 1.0) - best) < 1e-15
 
 
@@ -127,7 +127,7 @@ def test_joint_prox_ties_follow_the_computed_norms():
     )  # exact norms tie; computed 0.30000000000000004 vs 0.3
     assert np.linalg.norm(a) > np.linalg.norm(c)
     W, V = pathprox.prox_norm_product(a[None, :], c[:, None], 2.0)
-    assert np.array_equal(W[0], a) and V[0, 0] == 0.0  # α >= β as computed: keep w
+    assert np.array_equal(W[0], a) and V[0, 0] == 0.0  # ||a|| >= ||c|| as computed: keep w
     W, V = pathprox.prox_norm_product(c[None, :], a[:, None], 2.0)
     assert W[0, 0] == 0.0 and np.array_equal(V[:, 0], a)
 

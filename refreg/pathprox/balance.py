@@ -77,8 +77,8 @@ def balance_layers(params: Mapping[str, Any], groups: Groups) -> Params:
     with ``P̄ = (Π_g max(P_g, 1e-6))^{1/G}`` over the G pairs, ``a_{-1} = 1`` and ``a_{G-1} = 1`` exactly
     (``layerwise_balance`` in the authors' ``regularize_func.py``; derived in docs/derivations.md, "Balancing
     formulas"). The floor 1e-6 enters both factors, P̄ and the running product, so a dead group (``P_j = 0``)
-    divides by 1e-6, not by 0. As computed: ``ℓ_j = log max(P_j, 1e-6)``,
-    ``a_g = exp((g + 1)·mean(ℓ) − Σ_{j≤g} ℓ_j)`` for g < G − 1, and V_g is multiplied by the one factor
+    divides by 1e-6, not by 0. As computed: ``log_j = log max(P_j, 1e-6)``,
+    ``a_g = exp((g + 1)·mean(log) − Σ_{j≤g} log_j)`` for g < G − 1, and V_g is multiplied by the one factor
     ``a_g/a_{g-1}``. The output of group g is scaled by ``a_g`` and undone by the next group, ReLU being
     positively homogeneous; W weights (and hence ``||w_k|| = 1``) are untouched, ``Π_g P_g`` is preserved, and
     ``Σ_g P_g`` is minimized over layer-wise rescalings (AM-GM). The last scale is 1
