@@ -73,20 +73,18 @@ def test_strategies_and_policy_objects_give_the_string_api_trajectory(strategy, 
     """A strategy/policy object and its string spelling are the same optimizer, bit for bit."""
     names = {Uniform: "uniform", Dependent: "dependent", WarmStart: "warm_start"}
     params = {"w": np.random.default_rng(0).standard_normal((4, 3)) * 2.0}
-    grads = {"w": np.random.default_rng(1).standard_normal((4, 3))}
+    grads = {"w": -params["w"]}  # outward: every strategy sets κ and constrains within 12 steps
     policy = {"float64": Float64Scalars(), "float32": Float32ReleaseScalars()}[scalar_dtype]
-    # mu = 0.1 keeps λ active and finite (mu = 1 overshoots, 2λ > 1, and diverges to λ = inf by step 7,
-    # which the state check on update refuses)
-    by_object = adam_cpr(lr=0.1, mu=0.1, kappa_init=strategy, scalar_dtype=policy)
+    by_object = adam_cpr(lr=0.1, mu=0.01, kappa_init=strategy, scalar_dtype=policy)
     if isinstance(strategy, InflectionPoint):
         by_name = adam_cpr(
-            lr=0.1, mu=0.1, reg_step_size=2, reg_ema_decay=0.5, scalar_dtype=scalar_dtype
+            lr=0.1, mu=0.01, reg_step_size=2, reg_ema_decay=0.5, scalar_dtype=scalar_dtype
         )
     else:
         param = next(iter(strategy.__dict__.values()))
         by_name = adam_cpr(
             lr=0.1,
-            mu=0.1,
+            mu=0.01,
             kappa_init=names[type(strategy)],
             kappa_init_param=param,
             scalar_dtype=scalar_dtype,
@@ -97,6 +95,7 @@ def test_strategies_and_policy_objects_give_the_string_api_trajectory(strategy, 
         pa, sa = by_object.update(grads, sa, pa)
         pb, sb = by_name.update(grads, sb, pb)
         assert np.array_equal(pa["w"], pb["w"]) and sa.lam == sb.lam and sa.kappa == sb.kappa
+    assert sa.kappa_set == {"w": True} and sa.lam["w"] > 0.0
 
 
 @given(theta=tensors)
