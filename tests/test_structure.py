@@ -36,8 +36,12 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imports(path: Path, *, top_level_only: bool) -> set[str]:
-    """Absolute module names imported by ``path`` (module level only, or anywhere in the file)."""
+def imports(path: Path, *, top_level_only: bool, known: set[str] | None = None) -> set[str]:
+    """Absolute module names imported by ``path`` (module level only, or anywhere in the file).
+
+    ``from a import b`` counts as an import of ``a.b`` when ``a.b`` is one of the ``known`` modules, else of
+    ``a`` (its attribute ``b``); without ``known`` both are listed.
+    """
     tree = ast.parse(path.read_text())
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found = set()
@@ -45,8 +49,12 @@ def imports(path: Path, *, top_level_only: bool) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                if known is None:
+                    found |= {node.module, sub}
+                else:
+                    found.add(sub if sub in known else node.module)
     return found
 
 
@@ -61,7 +69,11 @@ def test_import_graph_has_no_cycles():
     """Module-level imports between refreg's modules form a DAG (the order Python executes them in)."""
     mods = modules()
     graph = {
-        name: sorted(m for m in imports(path, top_level_only=True) if m in mods and m != name)
+        name: sorted(
+            m
+            for m in imports(path, top_level_only=True, known=set(mods))
+            if m in mods and m != name
+        )
         for name, path in mods.items()
     }
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done

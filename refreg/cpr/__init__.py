@@ -40,6 +40,7 @@ A porter starts at :mod:`refreg.cpr.optimizer` (:meth:`CPR.update` is the algori
 
 from refreg.cpr.constraint import constraint_step, fast_measure_value, plain_constraint_step
 from refreg.cpr.detector import GROWTH_FLOOR, DetectorState, inflection_point_step
+from refreg.cpr.factories import adam_cpr, cpr
 from refreg.cpr.kappa import (
     KAPPA_INITS,
     KAPPA_UNSET,
@@ -51,7 +52,7 @@ from refreg.cpr.kappa import (
     kappa_strategy,
 )
 from refreg.cpr.measures import MEASURES, measure_grad, measure_value
-from refreg.cpr.optimizer import CPR, CPRState, adam_cpr, cpr
+from refreg.cpr.optimizer import CPR, CPRState
 from refreg.cpr.scalars import (
     SCALAR_DTYPES,
     Float32ReleaseScalars,

@@ -273,19 +273,18 @@ class Adam:
         beta1, beta2 = self.betas
         step_size = lr / (1.0 - beta1**t)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
-        w = 1.0 - beta1
         new_params, new_m, new_v = {}, {}, {}
         decoupled = self.decoupled_weight_decay and self.weight_decay
-        scalars = (
-            (1.0 - lr * self.weight_decay) if decoupled else None,
-            0.0 if decoupled else self.weight_decay,
-            w,
-            beta2,
-            bias_correction2_sqrt,
-            self.eps,
-            step_size,
+        scalars = AdamStepCoefficients(
+            decay=(1.0 - lr * self.weight_decay) if decoupled else None,
+            l2=0.0 if decoupled else self.weight_decay,
+            lerp_weight=1.0 - beta1,
+            beta2=beta2,
+            bias_correction2_sqrt=bias_correction2_sqrt,
+            eps=self.eps,
+            step_size=step_size,
         )
-        kernel = partial(_adam_kernel, xp, *scalars)
+        kernel = partial(_adam_kernel, xp, scalars)
         if donate:
             return _adam_donated(xp, kernel, scalars, t, grads, state, params, _square_sums)
         for key, p in params.items():
@@ -342,20 +341,40 @@ def _sgd_kernel(xp, opt, lr, first, p, g, buf=None):
     return p - lr * d, buf
 
 
-def _adam_kernel(xp, decay, l2, w, beta2, bias_correction2_sqrt, eps, step_size, p, g, m, v):
-    """One Adam step on matching blocks of theta, g, m, v (PyTorch's single-tensor kernel, op for op).
+class AdamStepCoefficients(NamedTuple):
+    """The scalars of one Adam/AdamW step at step t with learning rate lr, shared by every block and tensor.
 
-    ``decay``: AdamW's ``1 - lr·wd`` applied to theta first (or None); ``l2``: Adam's ``g + wd·theta`` (or 0).
+    ``decay``: AdamW's ``1 − lr·wd`` applied to θ first (None for Adam); ``l2``: Adam's coupled ``wd`` in
+    ``g + wd·θ`` (0 for AdamW); ``lerp_weight``: ``1 − β₁``; ``beta2``: β₂; ``bias_correction2_sqrt``:
+    ``sqrt(1 − β₂^t)``; ``eps``: ε; ``step_size``: ``lr / (1 − β₁^t)``. In this order it is also the
+    positional head of ``refreg.optim._fused.adam_kernel_into``.
     """
-    if decay is not None:
-        p = p * decay
-    if l2:
-        g = g + l2 * p
+
+    decay: float | None
+    l2: float
+    lerp_weight: float
+    beta2: float
+    bias_correction2_sqrt: float
+    eps: float
+    step_size: float
+
+
+def _adam_kernel(xp: Any, c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> tuple:
+    """One Adam step on matching blocks of θ, g, m, v (PyTorch's single-tensor kernel, op for op).
+
+    ``θ ← decay·θ``; ``g ← g + l2·θ``; ``m ← lerp(m, g, 1 − β₁)``; ``v ← β₂·v + (1 − β₂)·g²``;
+    ``θ ← θ − step_size·m / (sqrt(v)/sqrt(1 − β₂^t) + ε)``.
+    """
+    if c.decay is not None:
+        p = p * c.decay
+    if c.l2:
+        g = g + c.l2 * p
+    w = c.lerp_weight
     # torch's lerp: start + w (end - start) for w < 0.5, else end - (end - start)(1 - w)
     m = m + w * (g - m) if w < 0.5 else g - (g - m) * (1.0 - w)
-    v = beta2 * v + (1.0 - beta2) * g * g
-    denom = xp.sqrt(v) / bias_correction2_sqrt + eps
-    return p + (-step_size) * m / denom, m, v
+    v = c.beta2 * v + (1.0 - c.beta2) * g * g
+    denom = xp.sqrt(v) / c.bias_correction2_sqrt + c.eps
+    return p + (-c.step_size) * m / denom, m, v
 
 
 def sgd(
