@@ -8,14 +8,14 @@ are *reconstructions* (the formula is not published in anything at hand): this f
 Protocol (DeepHoyer's LeNet-300-100 setup, with every choice made on a validation split):
 - data: MNIST-5k (``refreg.data.mnist5k``: 5,000 real MNIST images, fixed split 3,500 train / 500 validation /
   1,000 test); ``preset["mnist"] = folder`` uses full MNIST (55k / 5k validation / 10k test);
-- model: MLP 784-300-100-10 (ReLU), float32, batch 100; loss CE + α Σ_l R(W_l) (biases free, per-layer R);
+- model: MLP 784-300-100-10 (ReLU), float32, batch 100; loss CE + λ Σ_l R(W_l) (biases free, per-layer R);
 - training: Adam (lr 1e-3) or SGD with momentum 0.9 (lr 0.05) until the validation objective
-  (CE on validation + α ΣR) has not improved by a relative 1e-3 for ``patience`` epochs, or ``max_epochs``;
+  (CE on validation + λ ΣR) has not improved by a relative 1e-3 for ``patience`` epochs, or ``max_epochs``;
   the epoch with the best validation objective is kept;
 - pruning: every weight with ``|w| < t · max|W_l|`` (per tensor) at every ``t`` of a log grid; every distinct mask
   is fine-tuned for ``finetune_epochs`` with the mask fixed, no regularizer, the epoch of lowest validation CE kept;
-- selection: the dense net's (α = 0, unpruned) seed-mean validation accuracy minus 0.5 or 1 pp is the target;
-  per method the (α, t, pruned-only or fine-tuned) point with the fewest seed-mean nonzeros whose seed-mean
+- selection: the dense net's (λ = 0, unpruned) seed-mean validation accuracy minus 0.5 or 1 pp is the target;
+  per method the (λ, t, pruned-only or fine-tuned) point with the fewest seed-mean nonzeros whose seed-mean
   validation accuracy reaches it is chosen; its per-seed test accuracy and nonzeros are reported with 95%
   t-intervals; the ratio to the best Lp baseline (L1, L2, group lasso) is the geometric mean over seeds of the
   per-seed ratio, with a t-interval on the logs. Dead units and removable weights by
@@ -175,7 +175,7 @@ def _optimizer(config: dict, lr: float):
 
 
 def _penalty(method: str, alpha: float, names: list[str]):
-    """``α Σ_l R(W_l)``; ``pooled_entropy`` = patch-pooled entropy on the 28×28 input layer, spatial elsewhere."""
+    """``λ Σ_l R(W_l)``; ``pooled_entropy`` = patch-pooled entropy on the 28×28 input layer, spatial elsewhere."""
     if method == "dense":
         return None
     if method != "pooled_entropy":
