@@ -215,9 +215,13 @@ def blockwise_into(
             raise ValueError("blockwise_into needs writeable C-contiguous NumPy output arrays")
     size = outputs[0].size
     block = FUSED_BLOCK if block is None else block
-    flat_in = [np.reshape(a, (-1,)) for a in inputs]
-    flat_out = [np.reshape(o, (-1,)) for o in outputs]
+    # the ndarray methods, not np.reshape/np.empty(...)'s Python wrappers: this runs per tensor per step
+    flat_in = [a.reshape(-1) for a in inputs]
+    flat_out = [o.reshape(-1) for o in outputs]
     scratch = [np.empty(min(block, size), dtype=outputs[0].dtype) for _ in range(n_scratch)]
+    if size <= block:
+        kernel(*flat_in, *flat_out, *scratch)
+        return
     for start in range(0, size, block):
         stop = min(start + block, size)
         n = stop - start
@@ -244,11 +248,11 @@ def all_finite(x: Any, *, nonnegative: bool = False) -> bool:
         and x.flags.c_contiguous
         and x.size > 0
     ):
-        flat = np.reshape(x, (-1,))
+        flat = x.reshape(-1)
         # an overflow only sends us to the exact test below
         with np.errstate(over="ignore", invalid="ignore"):
             square_sum = np.dot(flat, flat)
-        if np.isfinite(square_sum) and (not nonnegative or np.min(flat) >= 0):
+        if np.isfinite(square_sum) and (not nonnegative or flat.min() >= 0):
             return True
     xp = get_namespace(x)
     ok = xp.all(xp.isfinite(x))

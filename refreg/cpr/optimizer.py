@@ -180,7 +180,8 @@ class CPR:
             if not kappa_rule.constrains(step[k]):
                 continue  # Kappa-WS: unconstrained up to step s (Algorithm 2)
             theta = new_params[k]
-            value = float(sums.get(k, fast_measure_value(theta, self.measure, xp)))  # R(θ_j)
+            # R(θ_j) (from the donated Adam pass when it computed it)
+            value = float(sums[k] if k in sums else fast_measure_value(theta, self.measure, xp))
             lam_old = lam[k]
             # λ_j ← max(0, λ_j + (μ/n_j)·(R(θ_j) − κ_j))   (Appendix A; docs/derivations.md)
             lam[k] = scalars.dual_ascent(

@@ -123,15 +123,16 @@ def adam_into(scalars: tuple, p, g, m, v, op, om, ov, square_sum: bool = False) 
     if not square_sum:
         blockwise_into(kernel, (p, g, m, v), (op, om, ov), n_scratch=2)
         return None
-    block = max(_backend.FUSED_BLOCK, 128)  # pairwise_blocks' smallest leaf
-    flat = [np.reshape(a, (-1,)) for a in (p, g, m, v, op, om, ov)]
+    # the pairwise tree's leaves are 1/2 to 1 times ``block``: twice the plain block keeps their mean size
+    block = max(2 * _backend.FUSED_BLOCK, 128)
+    flat = [a.reshape(-1) for a in (p, g, m, v, op, om, ov)]
     t1, t2 = (np.empty(min(op.size, block), op.dtype) for _ in range(2))
 
     def leaf(start: int, stop: int) -> Any:
         n = stop - start
         kernel(*(a[start:stop] for a in flat), t1[:n], t2[:n])
         new = flat[4][start:stop]
-        return np.sum(np.multiply(new, new, out=t1[:n]))
+        return np.add.reduce(np.multiply(new, new, out=t1[:n]))  # np.sum without its Python wrapper
 
     return pairwise_blocks(leaf, op.size, block)
 
