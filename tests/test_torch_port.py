@@ -93,3 +93,28 @@ def test_spatial_entropy_port_gradient_matches_autograd():
     value, grad = torch_port.spatial_entropy(W.detach())
     assert abs(float(value) - float(R.detach())) < 1e-14
     assert float((grad - auto).abs().max()) < 1e-14
+
+
+OPTIM = [(op, c) for op in ("optim.sgd", "optim.adam", "optim.adamw") for c in cases(op)]
+
+
+@pytest.mark.parametrize("op,case", OPTIM, ids=lambda x: x if isinstance(x, str) else x["name"])
+def test_torch_optim_meets_the_optimizer_vectors(op, case):
+    """torch.optim itself, fed the vectors' params and gradients, meets their tolerance (an independent oracle)."""
+    h = dict(case["hyperparameters"])
+    if "betas" in h:
+        h["betas"] = tuple(h["betas"])
+    inputs, want = decode_tree(case["inputs"]), decode_tree(case["outputs"])
+    params = {k: torch.nn.Parameter(t(v.copy())) for k, v in inputs["params"].items()}
+    cls = {
+        "optim.sgd": torch.optim.SGD,
+        "optim.adam": torch.optim.Adam,
+        "optim.adamw": torch.optim.AdamW,
+    }
+    opt = cls[op](list(params.values()), foreach=False, **h)
+    for step in range(3):
+        for k, p in params.items():
+            p.grad = t(inputs["grads"][k][step].copy())
+        opt.step()
+        for k, p in params.items():
+            assert_close(p.detach(), want["params"][k][step], case, f"step {step + 1} {k}")

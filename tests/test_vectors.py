@@ -134,12 +134,18 @@ def _compare(ours, theirs, op_name: str, where: str) -> None:
         if mine.tobytes() == value.tobytes():
             continue
         strict = op_name in BITWISE_OPS or os.environ.get("REFREG_VECTORS_BITWISE") == "1"
-        assert not strict, f"{here}: not bit-identical to the file"
+        assert not strict, (
+            f"{here}: not bit-identical to the file; if the change of the numbers is intended, run "
+            "python tests/vectors/make_vectors.py and commit the files"
+        )
         scale = float(np.max(np.abs(value), initial=0.0))
         tol = ULPS * np.finfo(value.dtype).eps * scale if value.dtype.kind == "f" else 0.0
         diff = np.abs(mine.astype(np.float64) - value.astype(np.float64))
         assert np.array_equal(np.isnan(mine), np.isnan(value)), here
-        assert float(np.nanmax(diff, initial=0.0)) <= tol, f"{here}: differs by {np.nanmax(diff)}"
+        assert float(np.nanmax(diff, initial=0.0)) <= tol, (
+            f"{here}: differs from the file by {np.nanmax(diff)}; if intended, run "
+            "python tests/vectors/make_vectors.py and commit the files"
+        )
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)

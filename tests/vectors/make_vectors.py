@@ -170,6 +170,14 @@ def optim_cases(op_name, factory, settings):
         outputs = {"params": trajectory(factory(**hyper), params, grads)}
         inputs = {"params": params, "grads": stack(grads)}
         out.append(case(name, op_name, hyper, inputs, outputs))
+    # float32 parameters and gradients: the same kernel in float32 (Python scalars act as float32 scalars)
+    name, hyper = settings[-1]
+    params, grads = optim_inputs(400 + 11 * (len(settings) - 1), 3)
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    grads = [{k: v.astype(np.float32) for k, v in g.items()} for g in grads]
+    outputs = {"params": trajectory(factory(**hyper), params, grads)}
+    inputs = {"params": params, "grads": stack(grads)}
+    out.append(case(f"{name}_float32", op_name, hyper, inputs, outputs, rtol=1e-5, atol=1e-6))
     return out
 
 
