@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad arguments exit with status 2 through argparse."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["figures"], ["list"]):
+        # the figure runner lives with the figure scripts, which the library does not import
+        print(
+            f"refreg: error: the figures moved to theory/: run `python -m theory {argv[0]}` from a checkout",
+            file=sys.stderr,
+        )
+        return 2
     args = build_parser().parse_args(argv)
     return args.func(args)
 

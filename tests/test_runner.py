@@ -209,3 +209,10 @@ def test_cli_runs_every_real_figure_in_a_process_pool_then_from_cache(tmp_path, 
         n = runs.split(" runs (")[0].split(": ")[1]
         assert f"({n} cached" in runs, runs  # nothing recomputed
     assert (out / "summary.md").read_text() == summary
+
+
+def test_library_cli_points_to_the_figure_command(capsys):
+    from refreg import cli as library_cli
+
+    assert library_cli.main(["figures"]) == 2
+    assert "python -m theory figures" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from theory._common import run_sequential, write_outputs
 
 NAME = "prox_geometry"
 DESCRIPTION = (
-    "Regions where the exact joint prox of tau*||w||*||v|| zeroes w, v or neither over (||a||, ||b||) for "
+    "Regions where the exact joint prox of tau*||w||*||v|| zeroes w, v or neither over (||w||, ||v||) for "
     "several tau; group soft-threshold beside it; closed form vs grid/scipy oracles"
 )
 QUICK_SECONDS = (
