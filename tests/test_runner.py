@@ -216,3 +216,25 @@ def test_library_cli_points_to_the_figure_command(capsys):
 
     assert library_cli.main(["figures"]) == 2
     assert "python -m theory figures" in capsys.readouterr().err
+
+
+def test_cache_key_is_the_hash_of_the_whole_dataclass_config():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Run:
+        lr: float
+        seed: int
+
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        lr: float
+        seed: int
+
+    key = runner.cache_key("fig", Run(0.1, 0), "code")
+    assert key == runner.cache_key("fig", Run(0.1, 0), "code")
+    assert key != runner.cache_key("fig", Run(0.1, 1), "code")  # every field counts
+    assert key != runner.cache_key("fig", Run(0.2, 0), "code")
+    assert key != runner.cache_key("fig", Other(0.1, 0), "code")  # and the class
+    assert key != runner.cache_key("fig", Run(0.1, 0), "code2")  # and the code
+    assert key != runner.cache_key("fig", {"lr": 0.1, "seed": 0}, "code")  # dicts still accepted
