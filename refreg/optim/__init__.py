@@ -12,11 +12,13 @@ from refreg.optim.optimizers import (
     sgd,
 )
 from refreg.optim.schedules import Schedule, constant, cosine, current_lr, linear_warmup
+from refreg.optim.transforms import DecoupledWeightDecay, decoupled_weight_decay
 
 __all__ = [
     "SGD",
     "Adam",
     "AdamState",
+    "DecoupledWeightDecay",
     "Optimizer",
     "SGDState",
     "Schedule",
@@ -26,6 +28,7 @@ __all__ = [
     "constant",
     "cosine",
     "current_lr",
+    "decoupled_weight_decay",
     "linear_warmup",
     "sgd",
 ]
