@@ -181,10 +181,11 @@ def prox_norm_product(W: torch.Tensor, V: torch.Tensor, tau: float):
 # ------------------------------------------------------------------------------------- the spatial entropy
 def spatial_entropy(W: torch.Tensor):
     """``(R(W), ∇R(W))`` with R = H(row shares of |W|) + H(column shares), as PORTING.md section 5 computes it."""
-    M = W.abs().max()
+    M = float(W.abs().max())
     if M == 0:
         return torch.zeros((), dtype=W.dtype), torch.zeros_like(W)
-    a = W.abs() * (1.0 / M)
+    scale = math.ldexp(1.0, -math.frexp(M)[1])  # 2^-e with 2^(e-1) <= M < 2^e: an exact scaling
+    a = W.abs() * scale
     rows, cols = a.sum(dim=1), a.sum(dim=0)
     S = rows.sum()
     log_S = torch.log(S)
@@ -195,6 +196,6 @@ def spatial_entropy(W: torch.Tensor):
     log_r, log_c = log_share(rows), log_share(cols)
     H_r = -((rows / S) * log_r).sum()
     H_c = -((cols / S) * log_c).sum()
-    q = (-1.0 / M) / S
+    q = -scale / S
     grad = ((log_r + H_r) * q)[:, None] + ((log_c + H_c) * q)[None, :]
     return H_r + H_c, grad * torch.sign(W)
