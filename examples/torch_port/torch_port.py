@@ -55,9 +55,11 @@ def measure_grad(theta: torch.Tensor, kind: str) -> torch.Tensor:
         return torch.sign(theta)
     if kind == "huber":
         return torch.where(theta.abs() < 1, theta, torch.sign(theta))
-    n = theta.numel()
+    n, std = theta.numel(), theta.std(correction=1)
+    if not std > 0:  # a constant tensor: the subgradient 0
+        return torch.zeros_like(theta)
     d = 2.0 * (theta - theta.mean())
-    return (d - 2.0 * d.mean()) / (n - 1) / (2.0 * theta.std(correction=1))
+    return (d - 2.0 * d.mean()) / (n - 1) / (2.0 * std)
 
 
 def adam_cpr_init(params: dict[str, torch.Tensor], h: dict) -> CPRState:
