@@ -111,8 +111,11 @@ def adam_cpr_step(
         theta = new[k]
         R = measure(theta, kind)
         rate = r(h["mu"] if kind == "std" else h["mu"] / theta.numel())
-        if f32:
-            lam = max(0.0, fl32(state.lam[k] + fl32(rate * (R - state.kappa[k]))))
+        if (
+            f32
+        ):  # R − κ and the product in the params' dtype, the increment to float32, λ in float32
+            rp = fl32 if theta.dtype == torch.float32 else float
+            lam = max(0.0, fl32(state.lam[k] + fl32(rp(rp(R - state.kappa[k]) * rate))))
         else:
             lam = max(0.0, state.lam[k] + rate * (R - state.kappa[k]))
         state.lam[k] = lam
