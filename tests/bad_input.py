@@ -405,3 +405,239 @@ for id, exc, names, fn in [
     ("rng-negative", ValueError, "rng", lambda: data.modular_addition(rng=-1)),
 ]:  # fmt: skip
     add(id, exc, names, _construct(fn))
+
+
+# ------------------------------------------------------------------------------------------- CPR, PathProx
+from refreg import cpr as _cpr  # noqa: E402
+from refreg import pathprox as _pathprox  # noqa: E402
+from refreg import sparse as _sparse  # noqa: E402
+from refreg.cpr.measures import measure_grad, measure_value  # noqa: E402
+
+PP_NET = MLP([4, 6, 3])
+
+
+def _cpr_update(edit_state=None, edit_params=None, **options):
+    def make():
+        opt = _cpr.adam_cpr(1e-2, kappa_init="uniform", kappa_init_param=1.0, mu=0.1, **options)
+        p, g = P(), G()
+        state = opt.init(p)
+        for _ in range(2):
+            _, state = opt.update(g, state, p)
+        state = edit_state(state) if edit_state else state
+        p = edit_params(p) if edit_params else p
+        return (lambda: opt.update(g, state, p)), (p, g, state)
+
+    return make
+
+
+def _scalar(field, value, key="w"):
+    return lambda s: s._replace(**{field: {**getattr(s, field), key: value}})
+
+
+for field, value, label in [
+    ("lam", -0.5, "negative"),
+    ("lam", math.nan, "nan"),
+    ("lam", math.inf, "inf"),
+    ("lam", "0.1", "str"),
+    ("kappa", -1.0, "negative"),
+    ("kappa", math.nan, "nan"),
+    ("norm_ema", -1.0, "negative"),
+    ("prev_norm_ema", math.inf, "inf"),
+    ("prev_growth", math.nan, "nan"),
+    ("kappa_set", "yes", "str"),
+    ("step", -1, "negative"),
+    ("step", 1.5, "float"),
+]:
+    add(
+        f"cpr-state-{field}-{label}",
+        ValueError,
+        f"state.{field}['w']",
+        _cpr_update(edit_state=_scalar(field, value)),
+    )
+add(
+    "cpr-state-lam-not-dict",
+    ValueError,
+    "state.lam",
+    _cpr_update(edit_state=lambda s: s._replace(lam=[0.0])),
+)
+add(
+    "cpr-state-base-nan-moment",
+    ValueError,
+    "state.exp_avg['w']",
+    _cpr_update(
+        edit_state=lambda s: s._replace(
+            base=_replace_buffer("exp_avg", "w", lambda b: b * np.nan)(s.base)
+        )
+    ),
+)
+add(
+    "cpr-state-wrong-type",
+    TypeError,
+    "state",
+    _cpr_update(edit_state=lambda s: s.base),
+)
+for dname, dt in BAD_DTYPES.items():
+    add(
+        f"cpr-{dname}-params",
+        TypeError,
+        "params['w']",
+        _cpr_update(edit_params=lambda p, dt=dt: {k: v.astype(dt) for k, v in p.items()}),
+    )
+for id, exc, names, fn in [
+    ("cpr-reg-by-lr-str", TypeError, "reg_by_lr", lambda: _cpr.cpr(adam(), reg_by_lr="yes")),
+    ("cpr-kappa-adapt-int", TypeError, "kappa_adapt", lambda: _cpr.cpr(adam(), kappa_adapt=1)),
+    ("cpr-mu-negative", ValueError, "mu", lambda: _cpr.cpr(adam(), mu=-1.0)),
+    ("cpr-mu-nan", ValueError, "mu", lambda: _cpr.cpr(adam(), mu=math.nan)),
+    ("cpr-measure-unknown", ValueError, "measure", lambda: _cpr.cpr(adam(), measure="l3")),
+    ("cpr-base-not-optimizer", TypeError, "base", lambda: _cpr.cpr(object())),
+]:  # fmt: skip
+    add(id, exc, names, _construct(fn))
+
+
+def _measure(fn, theta):
+    return lambda: ((lambda: fn(theta)), theta)
+
+
+add(
+    "measure-float16",
+    TypeError,
+    "theta",
+    _measure(lambda t: measure_value(t, "l2"), np.ones(3, np.float16)),
+)
+add(
+    "measure-std-one-element",
+    ValueError,
+    "std",
+    _measure(lambda t: measure_grad(t, "std"), np.ones(1)),
+)
+add(
+    "measure-unknown", ValueError, "measure", _measure(lambda t: measure_value(t, "l0"), np.ones(3))
+)
+
+
+def _pathprox_update(edit_state=None, edit_params=None, momentum=0.9, **options):
+    def make():
+        opt = _pathprox.pathprox(
+            0.1, 1e-3, groups=_pathprox.pair_groups(PP_NET), momentum=momentum, **options
+        )
+        p = PP_NET.init(rng=0)
+        g = {k: np.random.default_rng(4).standard_normal(v.shape) for k, v in p.items()}
+        state = opt.init(p)
+        _, state = opt.update(g, state, p)
+        state = edit_state(state) if edit_state else state
+        p = edit_params(p) if edit_params else p
+        return (lambda: opt.update(g, state, p)), (p, g, state)
+
+    return make
+
+
+W0 = "layers.0.weight"
+for label, fn in {
+    "nan": lambda b: b * np.nan,
+    "shape": lambda b: b[:1],
+    "dtype": lambda b: b.astype(np.float32),
+}.items():
+    add(
+        f"pathprox-momentum-buffer-{label}",
+        ValueError,
+        f"state.momentum_buffer['{W0}']",
+        _pathprox_update(edit_state=_replace_buffer("momentum_buffer", W0, fn)),
+    )
+add(
+    "pathprox-step-negative",
+    ValueError,
+    "state.step",
+    _pathprox_update(edit_state=lambda s: s._replace(step=-2)),
+)
+add(
+    "pathprox-nan-param",
+    FloatingPointError,
+    W0,
+    _pathprox_update(edit_params=lambda p: {**p, W0: p[W0] * np.nan}),
+)
+for dname, dt in BAD_DTYPES.items():
+    add(
+        f"pathprox-{dname}-params",
+        TypeError,
+        "params['layers.0",
+        _pathprox_update(edit_params=lambda p, dt=dt: {k: v.astype(dt) for k, v in p.items()}),
+    )
+for id, exc, names, fn in [
+    ("pathprox-layer-balance-str", TypeError, "layer_balance", lambda: _pathprox.pathprox(0.1, 1e-3, groups=_pathprox.pair_groups(PP_NET), layer_balance="no")),
+    ("pathprox-lam-negative", ValueError, "lam", lambda: _pathprox.pathprox(0.1, -1.0, groups=_pathprox.pair_groups(PP_NET))),
+    ("pathprox-prox-unknown", ValueError, "prox", lambda: _pathprox.pathprox(0.1, 1e-3, groups=_pathprox.pair_groups(PP_NET), prox="cube")),
+]:  # fmt: skip
+    add(id, exc, names, _construct(fn))
+
+
+# ------------------------------------------------------------------------------ proximal operators, sparse
+def _on(fn, *arrays):
+    return lambda: ((lambda: fn(*arrays)), arrays)
+
+
+def _wv(scale=1.0, dtype=np.float64):
+    rng = np.random.default_rng(6)
+    return (rng.standard_normal((3, 4)) * scale).astype(dtype), (
+        rng.standard_normal((2, 3)) * scale
+    ).astype(dtype)
+
+
+_W, _V = _wv()
+for id, exc, names, fn, arrays in [
+    ("prox-nan-W", FloatingPointError, "W", lambda W, V: _pathprox.prox_norm_product(W, V, 0.1), (_W * np.nan, _V)),
+    ("prox-inf-V", FloatingPointError, "V", lambda W, V: _pathprox.prox_norm_product(W, V, 0.1), (_W, _V * np.inf)),
+    ("prox-tau-negative", ValueError, "tau", lambda W, V: _pathprox.prox_norm_product(W, V, -0.1), (_W, _V)),
+    ("prox-tau-nan", ValueError, "tau", lambda W, V: _pathprox.prox_norm_product(W, V, math.nan), (_W, _V)),
+    ("prox-V-shape", ValueError, "V", lambda W, V: _pathprox.prox_norm_product(W, V.T, 0.1), (_W, _V)),
+    ("prox-float16", TypeError, "W", lambda W, V: _pathprox.prox_norm_product(W, V, 0.1), _wv(dtype=np.float16)),
+    ("sphere-nan-W", FloatingPointError, "W", lambda W, V: _pathprox.project_unit_sphere(W), (_W * np.nan, _V)),
+    ("soft-threshold-complex", TypeError, "z", lambda W, V: _pathprox.group_soft_threshold(W.astype(complex), 0.1), (_W, _V)),
+]:  # fmt: skip
+    add(id, exc, names, _on(fn, *arrays))
+
+for name in _sparse.REGULARIZERS:
+    add(
+        f"sparse-{name}-nan",
+        FloatingPointError,
+        "max|W|",
+        _on(lambda W, name=name: _sparse.REGULARIZERS[name].value_and_grad(W), _W * np.nan),
+    )
+    add(
+        f"sparse-{name}-float16",
+        TypeError,
+        "W",
+        _on(lambda W, name=name: _sparse.REGULARIZERS[name].value(W), _W.astype(np.float16)),
+    )
+    add(
+        f"sparse-{name}-1d",
+        ValueError,
+        "W",
+        _on(lambda W, name=name: _sparse.REGULARIZERS[name].value(W), _W[0]),
+    )
+add(
+    "mask-nan-weight",
+    FloatingPointError,
+    "params['w']",
+    _on(
+        lambda p: _sparse.magnitude_mask(p, 0.1, relative=True),
+        {"w": _W * np.where(_W > 0, np.nan, 1.0)},
+    ),
+)
+add(
+    "mask-relative-str",
+    TypeError,
+    "relative",
+    _on(lambda p: _sparse.magnitude_mask(p, 0.1, relative="yes"), {"w": _W}),
+)
+add(
+    "mask-threshold-negative",
+    ValueError,
+    "threshold",
+    _on(lambda p: _sparse.magnitude_mask(p, -1.0), {"w": _W}),
+)
+add(
+    "masked-mask-not-bool",
+    TypeError,
+    "masks['w']",
+    _on(lambda p: _sparse.masked(sgd(0.1), {"w": np.ones(p["w"].shape)}).init(p), {"w": _W}),
+)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 
 from refreg._backend import to_numpy
 
-CI_MAX_EXAMPLES = 100
+CI_MAX_EXAMPLES = 200
 
 settings.register_profile(
     "dev", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -49,7 +49,11 @@ def _min_abs_preactivation(net, params, x):
     return min(float(np.min(np.abs(asnumpy(b.z)))) for b in cache.blocks)
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# at most 20 examples in every profile: each is a full central-difference sweep (seconds on array_api_strict)
+@settings(
+    max_examples=min(settings.default.max_examples, 20),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(case=models_and_batches())
 def test_gradients_match_central_differences(xp, case):
     net, n, t, seed = case
@@ -67,12 +71,19 @@ def test_gradients_match_central_differences(xp, case):
     value, grads = net.value_and_grad({k: xp.asarray(v) for k, v in params.items()}, xs, ys)
     numeric = numerical_grad(loss_of, params)
     roundoff = 1e-8 * max(1.0, abs(float(value)))
+    finer = None
     for key in params:
         g = asnumpy(grads[key])
         assert g.shape == params[key].shape and g.dtype == np.float64
         error = float(np.max(np.abs(g - numeric[key]), initial=0.0))
         scale = max(float(np.max(np.abs(g), initial=0.0)), 1e-8)
-        assert error <= GRAD_TOL * scale + roundoff, (key, error, scale)
+        if error > GRAD_TOL * scale + roundoff:
+            # an ill-conditioned draw (LayerNorm over d_model = 2 nearly equal entries has third
+            # derivatives ~1e8, so eps = 1e-6 leaves an O(eps²) truncation error of 1e-4): a correct
+            # gradient then gets ~100x closer at eps = 1e-7, a wrong one does not
+            finer = finer or numerical_grad(loss_of, params, eps=1e-7)
+            fine_error = float(np.max(np.abs(g - finer[key]), initial=0.0))
+            assert fine_error <= error / 30 and fine_error <= 1e-5 * scale, (key, error, scale)
 
 
 def _release_module(torch, net):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from refreg.sparse._matrices import _max_abs, _safe, _safe_log, _sum
+from refreg.sparse._matrices import _normalise, _safe, _safe_log, _sum
 from refreg.sparse.regularizer import Regularizer
 
 __all__ = ["PooledSpatialEntropy", "patch_matrix"]
@@ -102,12 +102,11 @@ class PooledSpatialEntropy(Regularizer):
                     f"{n} columns, got shape {tuple(W.shape)}"
                 )
         P = xp.asarray(self._P, dtype=Ws[0].dtype)
-        M = _max_abs(xp, Ws)
-        nonzero = M > 0
-        inv = 1.0 / _safe(xp, M, nonzero)
+        scale = _normalise(xp, Ws)  # exact power-of-two normalisation (as in SpatialEntropy)
+        nonzero = scale.nonzero
         rows, pools = [], []
         for W in Ws:
-            a = xp.abs(W) * inv  # in [0, 1]: no sum below can overflow (as in SpatialEntropy)
+            a = scale(xp.abs(W))  # in [0, 1): no sum below can overflow
             rows.append(a @ xp.ones((W.shape[1],), dtype=W.dtype))
             pools.append((xp.ones((W.shape[0],), dtype=W.dtype) @ a) @ P)
         S = _sum(xp, [xp.sum(r) for r in rows])
@@ -120,12 +119,12 @@ class PooledSpatialEntropy(Regularizer):
         value = H_r + H_q
         if not need_grad:
             return value, None
-        scale = (-1.0 / _safe(xp, M, nonzero)) / S_safe  # chain rule through W/M, then 1/S
+        factor = -scale.fold / S_safe  # chain rule through W·2^-e, then 1/S
         grads = []
         for W, lr, lq in zip(Ws, log_r, log_q, strict=True):
             per_column = P @ (
                 lq + H_q
             )  # log q_b(j) + H(q), spread back to the pixels of each patch
-            g = ((lr + H_r) * scale)[:, None] + (per_column * scale)[None, :]
-            grads.append(g * xp.sign(W))
+            g = ((lr + H_r) * factor)[:, None] + (per_column * factor)[None, :]
+            grads.append(scale.rest(g * xp.sign(W)))
         return value, grads
