@@ -91,10 +91,46 @@ def mlp_ratios(torch) -> dict[str, float]:
     return out
 
 
+def _optimizer_variants(params, grads, donate: bool) -> dict[str, Callable[[], None]]:
+    from refreg.cpr import adam_cpr
+
+    variants = {}
+    for name, opt in (
+        ("adam", refreg.adam(1e-3)),
+        ("cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9)),
+        ("sgd", refreg.sgd(1e-2)),
+    ):
+        own = {k: v.copy() for k, v in params.items()} if donate else params
+        holder = {"p": own, "s": opt.init(own)}
+
+        def step(opt=opt, holder=holder):
+            if donate:
+                holder["p"], holder["s"] = opt.update(grads, holder["s"], holder["p"], donate=True)
+            else:
+                _, holder["s"] = opt.update(grads, holder["s"], holder["p"])
+
+        variants[name] = step
+    return variants
+
+
+def _torch_and_copy(torch, params, grads) -> dict[str, Callable[[], object]]:
+    tensors = []
+    for k, v in params.items():
+        t = torch.nn.Parameter(torch.from_numpy(v.copy()))
+        t.grad = torch.from_numpy(grads[k].copy())
+        tensors.append(t)
+    dst = {k: np.empty_like(v) for k, v in params.items()}
+
+    def copy():
+        for k, v in params.items():
+            np.copyto(dst[k], v)
+
+    return {"torch": torch.optim.Adam(tensors, lr=1e-3, foreach=True).step, "copy": copy}
+
+
 def optimizer_ratios(torch) -> dict[str, float]:
     """Adam, AdamCPR, SGD at 0.27M and 12M float32 parameters: ratios to each other, torch and a copy."""
     from bench.benchmarks import big_params
-    from refreg.cpr import adam_cpr
 
     out = {}
     small = MLP([784, 300, 100, 10]).init(rng=0, dtype="float32")
@@ -102,52 +138,21 @@ def optimizer_ratios(torch) -> dict[str, float]:
     small_grads = {
         k: (0.01 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in small.items()
     }
+    kinds = ("", " donated") if _donates() else ("",)
     for label, (params, grads), n in (
         ("0.27M", (small, small_grads), 60),
         ("12M", big_params(), 7),
     ):
-        variants = {}
-        for name, opt in (
-            ("adam", refreg.adam(1e-3)),
-            ("cpr", adam_cpr(1e-3, kappa_init="dependent", kappa_init_param=0.9)),
-            ("sgd", refreg.sgd(1e-2)),
-        ):
-            holder = {"s": opt.init(params)}
-
-            def pure(opt=opt, holder=holder, params=params, grads=grads):
-                _, holder["s"] = opt.update(grads, holder["s"], params)
-
-            variants[name] = pure
-            if _donates():
-                own = {k: v.copy() for k, v in params.items()}
-                don = {"p": own, "s": opt.init(own)}
-
-                def donated(opt=opt, don=don, grads=grads):
-                    don["p"], don["s"] = opt.update(grads, don["s"], don["p"], donate=True)
-
-                variants[name + " donated"] = donated
-        tensors = []
-        for k, v in params.items():
-            t = torch.nn.Parameter(torch.from_numpy(v.copy()))
-            t.grad = torch.from_numpy(grads[k].copy())
-            tensors.append(t)
-        variants["torch foreach"] = torch.optim.Adam(tensors, lr=1e-3, foreach=True).step
-        dst = {k: np.empty_like(v) for k, v in params.items()}
-
-        def copy(params=params, dst=dst):
-            for k, v in params.items():
-                np.copyto(dst[k], v)
-
-        variants["copy"] = copy
-        times = _rounds(variants, n)
-        for suffix in ("", " donated") if _donates() else ("",):
-            out[f"AdamCPR / Adam{suffix}, {label}"] = _ratio(times, "cpr" + suffix, "adam" + suffix)
-            out[f"Adam{suffix} / torch Adam foreach, {label}"] = _ratio(
-                times, "adam" + suffix, "torch foreach"
-            )
+        # pure and donated in separate runs: the donated copies change the heap the pure steps allocate from
+        for kind in kinds:
+            variants = _optimizer_variants(params, grads, donate=bool(kind))
+            variants.update(_torch_and_copy(torch, params, grads))
+            times = _rounds(variants, n)
+            out[f"AdamCPR / Adam{kind}, {label}"] = _ratio(times, "cpr", "adam")
+            out[f"Adam{kind} / torch Adam foreach, {label}"] = _ratio(times, "adam", "torch")
             for name, passes in (("adam", 7), ("cpr", 10), ("sgd", 3)):
-                out[f"{name}{suffix} / copy roofline ({passes} passes), {label}"] = (
-                    _ratio(times, name + suffix, "copy") * 2 / passes
+                out[f"{name}{kind} / copy roofline ({passes} passes), {label}"] = (
+                    _ratio(times, name, "copy") * 2 / passes
                 )
     return out
 
