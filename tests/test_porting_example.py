@@ -55,3 +55,25 @@ def test_porting_example_catches_a_layout_error(monkeypatch):
     wrong = _soft_threshold_port(swap_axes=True)
     with pytest.raises(AssertionError, match=r"axis0_tau0\.5"):
         _checker()["check"]("pathprox.group_soft_threshold", wrong)
+
+
+def test_porting_links_and_names_resolve():
+    """Every relative link of PORTING.md exists, and every ``refreg.…`` name it cites can be imported."""
+    import importlib
+
+    text = (ROOT / "PORTING.md").read_text()
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        if not target.startswith("http"):
+            assert (ROOT / target).exists(), target
+    for dotted in sorted(set(re.findall(r"`(refreg(?:\.\w+)+)", text))):
+        parts = dotted.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+            break
+        else:
+            raise AssertionError(dotted)
