@@ -3,8 +3,8 @@
 The state is a tree of registered ``NamedTuple``s, dicts with str keys, lists/tuples, Python scalars (int,
 float, bool, str, None), NumPy scalars and arrays. Arrays and NumPy scalars go into the archive bit for bit
 (as ``.npy`` members); the tree's shape and the Python scalars go into one JSON string (``__tree__``), floats
-written with ``repr`` (NaN as its 64 bits, keeping sign and payload) so they read back to the same bits. A run resumed from ``load(save(...))`` is bitwise
-identical to one that never stopped.
+written with ``repr`` (NaN as its 64 bits, keeping sign and payload), so they read back to the same bits.
+A run resumed from ``load(save(...))`` is bitwise identical to one that never stopped.
 
 Loading is safe on a file from anyone. A ``NamedTuple`` is stored under the stable name its class registered
 with :func:`register_state`; decoding looks that name up in the registry and checks the field names exactly.
