@@ -641,3 +641,47 @@ add(
     "masks['w']",
     _on(lambda p: _sparse.masked(sgd(0.1), {"w": np.ones(p["w"].shape)}).init(p), {"w": _W}),
 )
+
+
+# ------------------------------------------------------------------------------ decoupled weight decay
+def _dwd_update(edit_state=None, edit_params=None, lr=1e-2, weight_decay=0.1):
+    def make():
+        opt = optim.decoupled_weight_decay(adam(lr), weight_decay)
+        p, g = P(), G()
+        state = opt.init(p)
+        state = edit_state(state) if edit_state else state
+        p = edit_params(p) if edit_params else p
+        return (lambda: opt.update(g, state, p)), (p, g, state)
+
+    return make
+
+
+add("dwd-lr-wd-above-1", ValueError, "weight_decay", _dwd_update(lr=0.5, weight_decay=3.0))
+add(
+    "dwd-step-negative",
+    ValueError,
+    "state.step",
+    _dwd_update(edit_state=lambda s: s._replace(step=-1)),
+)
+add(
+    "dwd-state-not-a-state", ValueError, "state.step", _dwd_update(edit_state=lambda s: {"step": 0})
+)
+add(
+    "dwd-nan-moment",
+    ValueError,
+    "state.exp_avg['w']",
+    _dwd_update(edit_state=_replace_buffer("exp_avg", "w", lambda b: b + np.nan)),
+)
+for dname, dt in BAD_DTYPES.items():
+    add(
+        f"dwd-{dname}-params",
+        TypeError,
+        "params['w']",
+        _dwd_update(edit_params=lambda p, dt=dt: {k: v.astype(dt) for k, v in p.items()}),
+    )
+add(
+    "dwd-weight-decay-negative",
+    ValueError,
+    "weight_decay",
+    _construct(lambda: optim.decoupled_weight_decay(adam(), -1.0)),
+)

@@ -23,6 +23,7 @@ MORE = {
     "adam_cpr": lambda: cpr.adam_cpr(1e-2, kappa_init="dependent", kappa_init_param=0.5, mu=np.float64(0.1)),
     "sgd_cpr_std": lambda: cpr.cpr(sgd(0.05, momentum=0.9), measure="std", kappa_init="uniform", kappa_init_param=0.1),
     "cpr_float32_scalars": lambda: cpr.adam_cpr(1e-2, kappa_init="uniform", kappa_init_param=1.0, scalar_dtype="float32"),
+    "decoupled_wd_sgd": lambda: optim.decoupled_weight_decay(sgd(0.05, momentum=0.9), np.float64(0.1), decay={"w"}),
     "masked_adam": lambda: sparse.masked(adam(1e-2), {"w": np.arange(12).reshape(4, 3) % 3 > 0}),
 }  # fmt: skip
 NET = MLP([3, 5, 4])

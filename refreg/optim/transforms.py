@@ -12,7 +12,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from refreg._validation import check_nonnegative
+from refreg._backend import namespace_of_params
+from refreg._validation import check_nonnegative, check_step
 from refreg.optim.schedules import current_lr
 
 __all__ = ["DecoupledWeightDecay", "decoupled_weight_decay"]
@@ -61,7 +62,9 @@ class DecoupledWeightDecay:
         self, grads: Mapping[str, Any], state: Any, params: Mapping[str, Any]
     ) -> tuple[dict[str, Any], Any]:
         """Shrink the decayed tensors, then the base step; the arguments are not modified."""
-        lr = current_lr(self.base.lr, state.step)
+        namespace_of_params(params)  # the dtype policy, before the shrink computes anything
+        step = check_step("state.step", getattr(state, "step", None))
+        lr = current_lr(self.base.lr, step)
         factor = 1.0 - lr * self.weight_decay
         if factor < 0.0:
             raise ValueError(
