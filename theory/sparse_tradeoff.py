@@ -11,9 +11,10 @@ Protocol (DeepHoyer's LeNet-300-100 setup, with every choice made on a validatio
 - model: MLP 784-300-100-10 (ReLU), float32, batch 100; loss CE + λ Σ_l R(W_l) (biases free, per-layer R);
 - training: Adam (lr 1e-3) or SGD with momentum 0.9 (lr 0.05) until the validation objective
   (CE on validation + λ ΣR) has not improved by a relative 1e-3 for ``patience`` epochs, or ``max_epochs``;
-  the epoch with the best validation objective is kept;
+  the epoch with the highest validation accuracy is kept (ties: the later epoch);
 - pruning: every weight with ``|w| < t · max|W_l|`` (per tensor) at every ``t`` of a log grid; every distinct mask
-  is fine-tuned for ``finetune_epochs`` with the mask fixed, no regularizer, the epoch of lowest validation CE kept;
+  is fine-tuned for ``finetune_epochs`` with the mask fixed, no regularizer, the epoch of highest validation
+  accuracy kept (the pruned net itself included);
 - selection: the dense net's (λ = 0, unpruned) seed-mean validation accuracy minus 0.5 or 1 pp is the target;
   per method the (λ, t, pruned-only or fine-tuned) point with the fewest seed-mean nonzeros whose seed-mean
   validation accuracy reaches it is chosen; its per-seed test accuracy and nonzeros are reported with 95%
@@ -191,10 +192,13 @@ def _penalty(method: str, alpha: float, names: list[str]):
 
 
 def _fit(net, opt, params, ds, x, config, gen, epochs, patience, objective, penalty=None):
-    """Epochs of ``opt`` until ``objective(params)`` (validation) stalls for ``patience`` epochs; keep the best."""
+    """Epochs of ``opt`` until the validation ``objective`` has not improved by a relative ``rel_tol`` for
+    ``patience`` epochs (or ``epochs``); keep the epoch of highest validation accuracy (ties: the later one).
+
+    ``objective(params) -> (value, validation accuracy)``."""
     state = opt.init(params)
-    best, best_params, best_epoch, since = objective(params), params, 0, 0
-    epoch = 0
+    best, best_acc = objective(params)
+    best_params, best_epoch, since, epoch = params, 0, 0, 0
     while epoch < epochs and since < patience:
         params, state, _ = training.train_epoch(
             net,
@@ -208,15 +212,13 @@ def _fit(net, opt, params, ds, x, config, gen, epochs, patience, objective, pena
             penalty=penalty,
         )
         epoch += 1
-        value = objective(params)
+        value, acc = objective(params)
         if not math.isfinite(value):
             break
-        if value < best - config["rel_tol"] * abs(best):
-            since = 0
-        else:
-            since += 1
-        if value < best:
-            best, best_params, best_epoch = value, params, epoch
+        since = 0 if value < best - config["rel_tol"] * abs(best) else since + 1
+        best = min(best, value)
+        if acc >= best_acc:
+            best_acc, best_params, best_epoch = acc, params, epoch
     return best_params, {"epochs": epoch, "best_epoch": best_epoch, "converged": since >= patience}
 
 
@@ -243,8 +245,8 @@ def run(config: Run) -> dict:
     penalty = _penalty(config["method"], config["alpha"], names)
 
     def val_objective(p):
-        ce, _ = training.evaluate(net, p, x["val"], ds.y_val)
-        return ce + (float(penalty(p)[0]) if penalty is not None else 0.0)
+        ce, acc = training.evaluate(net, p, x["val"], ds.y_val)
+        return ce + (float(penalty(p)[0]) if penalty is not None else 0.0), acc
 
     params, fit = _fit(
         net,
@@ -262,7 +264,7 @@ def run(config: Run) -> dict:
     result = {"trained": {**_point(net, params, ds, x, names), **fit}, "points": []}
 
     def val_ce(p):
-        return training.evaluate(net, p, x["val"], ds.y_val)[0]
+        return training.evaluate(net, p, x["val"], ds.y_val)
 
     seen = {}
     for t in config["thresholds"]:
