@@ -7,7 +7,7 @@ strength adapts per tensor and over time; weight decay shrinks every tensor with
 Protocol: MNIST-5k (``refreg.data.mnist5k``: 5,000 real MNIST images, fixed split 3,500 train / 500 validation /
 1,000 test), MLP 784-128-64-10 (ReLU), minibatch 64, lr 1e-3, float64, a fixed number of epochs. Methods: Adam
 (no regularization), AdamW (decoupled weight decay on weight matrices only, torch order) at every weight decay of
-a grid, the one with the best seed-mean *validation* accuracy reported; AdamCPR with ``warm_start``
+a grid, the one with the best seed-mean *validation* accuracy reported (ties: the smaller weight decay); AdamCPR with ``warm_start``
 (κ = R(θ_s)), ``inflection_point`` (release detector, S = reg_step_size) and ``dependent`` (κ = k·R(θ₀)) at fixed,
 untuned settings (so the tuning favours AdamW). Recorded every ``record_every`` steps: R(θ_j), κ_j, λ_j per
 weight matrix; every epoch: validation and test accuracy. Measured over >= 5 seeds with 95% t-intervals: test
