@@ -81,7 +81,14 @@ PRESETS = {
         "window": 40,
         "seeds": 2,
     },
-    "quick": {**_COMMON, "width": 32, "iterations": 12_000, "eval_every": 200, "window": 2000},
+    "quick": {
+        **_COMMON,
+        "width": 64,
+        "baseline_lrs": [0.3, 0.6],
+        "iterations": 8000,
+        "eval_every": 200,
+        "window": 2000,
+    },
     "full": {
         **_COMMON,
         "width": 400,
