@@ -383,12 +383,16 @@ def _aggregate(summary: list[dict]) -> list[dict]:
     out = []
     for label in dict.fromkeys(s["run"] for s in summary):
         sel = [s for s in summary if s["run"] == label]
-        row = {"run": label, "seeds": len(sel), "baseline": sel[0]["baseline"]}
+        ok = [s for s in sel if math.isfinite(s["final_objective"])] or sel
+        row = {"run": label, "seeds": len(sel), "baseline": any(s["baseline"] for s in sel)}
+        row["diverged"] = len(sel) - len([s for s in sel if math.isfinite(s["final_objective"])])
         for key in ("final_objective", "test_acc", "active_exact", "active_rel"):
-            row[key], row[f"{key}_ci"] = _ci([s[key] for s in sel])
+            row[key], row[f"{key}_ci"] = _ci(
+                [s[key] for s in ok]
+            )  # over the runs that did not diverge
         row["ratios"] = [s["ratio_to_baseline"] for s in sel]
-        ok = [x for x in row["ratios"] if x is not None]
-        row["ratio_mean"] = float(np.mean(ok)) if len(ok) == len(sel) else None
+        hits = [x for x in row["ratios"] if x is not None]
+        row["ratio_mean"] = float(np.mean(hits)) if len(hits) == len(sel) else None
         row["converged"] = sum(bool(s["converged"]) for s in sel)
         row["iterations"] = [s["iterations"] for s in sel]
         out.append(row)
@@ -467,6 +471,11 @@ def _summary_rows(preset, agg, best_lr, c) -> list[dict]:
             f"{a['final_objective_ci']:.4f}, test {100 * a['test_acc']:.1f} ± {100 * a['test_acc_ci']:.1f}%, "
             f"active {a['active_rel']:.0f}% (> {c['active_rel']:g}·max) / {a['active_exact']:.0f}% (> 0), "
             f"converged {a['converged']}/{a['seeds']}"
+            + (
+                f", diverged {a['diverged']}/{a['seeds']} (excluded from the means)"
+                if a["diverged"]
+                else ""
+            )
         )
     tag = f"width {c['width']}, λ={c['lam']:g}, cap {c['iterations']} it."
     return [
