@@ -9,8 +9,14 @@ import numpy as np
 from bench.harness import Comparison, compare
 
 
-def torch_release_decoder(torch, vocab: int, d: int, heads: int, d_mlp: int, seq_len: int = 3):
-    """The CPR release's ``TransformerDecoder`` (1 layer, no LayerNorm), parameter names as refreg's."""
+def torch_release_decoder(
+    torch, vocab: int, d: int, heads: int, d_mlp: int, seq_len: int = 3, last_only: bool = False
+):
+    """The CPR release's ``TransformerDecoder`` (1 layer, no LayerNorm), parameter names as refreg's.
+
+    ``last_only``: the MLP block and the head run at the last position only, as refreg computes them (the loss
+    reads that position alone); otherwise at every position, as the release does.
+    """
     nn = torch.nn
 
     class Block(nn.Module):
@@ -22,6 +28,8 @@ def torch_release_decoder(torch, vocab: int, d: int, heads: int, d_mlp: int, seq
         def forward(self, x):
             mask = torch.triu(torch.full((len(x), len(x)), -math.inf, dtype=x.dtype), diagonal=1)
             x = x + self.attn(x, x, x, attn_mask=mask, need_weights=False)[0]
+            if last_only:
+                x = x[-1:]
             return x + self.mlp(x)
 
     class Decoder(nn.Module):
@@ -45,7 +53,9 @@ def torch_release_decoder(torch, vocab: int, d: int, heads: int, d_mlp: int, seq
 def transformer_training_step(quick: bool = False, p: int = 113, batch: int = 512) -> Comparison:
     """Forward + backward + AdamW on the release's grokking model (d 128, 4 heads, MLP 512), float32, 1 thread.
 
-    Both start from the same parameters and train on the same batch of ``a b =`` sequences.
+    Both start from the same parameters and train on the same batch of ``a b =`` sequences. ``torch-cpu`` is the
+    release's module (MLP and head at all 3 positions); ``torch-cpu-last-position`` does refreg's work (MLP and
+    head at the last position only, the one the loss reads).
     """
     from threadpoolctl import threadpool_limits
 
@@ -83,17 +93,27 @@ def _step(quick: bool, p: int, batch: int, torch) -> Comparison:
     variants = {"refreg-numpy": refreg_step}
     baseline = "refreg-numpy"
     if torch is not None:
-        model = torch_release_decoder(torch, p + 1, 128, 4, 512)
-        model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in params.items()})
-        topt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.1)
         tx, ty = torch.from_numpy(x.T.copy()), torch.from_numpy(y)
 
-        def torch_step():
-            topt.zero_grad()
-            torch.nn.functional.cross_entropy(model(tx)[-1], ty).backward()
-            topt.step()
+        def torch_step_fn(last_only):
+            model = torch_release_decoder(torch, p + 1, 128, 4, 512, last_only=last_only)
+            model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in params.items()})
+            topt = torch.optim.AdamW(
+                model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.1
+            )
 
-        variants = {"torch-cpu": torch_step, "refreg-numpy": refreg_step}
+            def torch_step():
+                topt.zero_grad()
+                torch.nn.functional.cross_entropy(model(tx)[-1], ty).backward()
+                topt.step()
+
+            return torch_step
+
+        variants = {
+            "torch-cpu": torch_step_fn(False),
+            "torch-cpu-last-position": torch_step_fn(True),
+            "refreg-numpy": refreg_step,
+        }
         baseline = "torch-cpu"
     name = f"transformer step (p {p}, d 128, 4 heads, MLP 512), batch {batch}, 1 thread"
     return compare(name, variants, baseline, repeats=10 if quick else 30)

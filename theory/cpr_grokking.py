@@ -68,7 +68,7 @@ _COMMON = {
     "lr": 1e-2,
     "betas": [0.9, 0.98],
     "mu": 1.0,
-    "eval_every": 10,
+    "eval_every": 20,
     "record_every": 20,
     "hold": 50,
 }
@@ -79,6 +79,7 @@ PRESETS = {
         "width": 32,
         "init_scale": 4.0,
         "max_steps": 150,
+        "eval_every": 10,
         "hold": 20,
         "seeds": 1,
         "weight_decays": [0.1, 1.0],
@@ -86,10 +87,10 @@ PRESETS = {
     },
     "quick": {
         **_COMMON,
-        "max_steps": 2000,
+        "max_steps": 3000,
         "seeds": 3,
         "weight_decays": [0.1, 0.3, 1.0],
-        "kappa_factors": [0.7, 0.8, 0.9],
+        "kappa_factors": [0.6, 0.8, 1.0],
     },
     "full": {
         **_COMMON,

@@ -50,7 +50,7 @@ DESCRIPTION = (
     "Grokking on (a+b) mod p with the CPR release's 1-layer transformer: AdamW (wd 0.1 baseline, tuned), Adam, "
     "Omnigrok rescaling, AdamCPR and its bound sweep; delays with censoring, R(theta) and lambda per matrix"
 )
-QUICK_SECONDS = 130  # core-seconds of the quick preset, measured with 1 BLAS thread per run
+QUICK_SECONDS = 132  # core-seconds of the quick preset (6 runs), measured with 1 BLAS thread per run
 
 
 @dataclass(frozen=True)
