@@ -47,10 +47,13 @@ from theory._common import run_sequential, write_outputs
 
 NAME = "grokking_transformer"
 DESCRIPTION = (
-    "Grokking on (a+b) mod p with the CPR release's 1-layer transformer: AdamW (wd 0.1 baseline, tuned), Adam, "
-    "Omnigrok rescaling, AdamCPR and its bound sweep; delays with censoring, R(theta) and lambda per matrix"
+    "Grokking with the CPR release's 1-layer transformer: quick, (a+b) mod 31, AdamW wd 0.1 (the release's "
+    "baseline) vs AdamCPR k=0.8; full, the release's mod-113 setting with tuned AdamW, Adam, Omnigrok rescaling "
+    "and a bound sweep; delays censored at the cap, R(theta) and lambda per matrix"
 )
-QUICK_SECONDS = 132  # core-seconds of the quick preset (6 runs), measured with 1 BLAS thread per run
+QUICK_SECONDS = (
+    132  # core-seconds of the quick preset (6 runs), measured with 1 BLAS thread per run
+)
 
 
 @dataclass(frozen=True)
