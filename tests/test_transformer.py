@@ -80,10 +80,12 @@ def test_gradients_match_central_differences(xp, case):
         if error > GRAD_TOL * scale + roundoff:
             # an ill-conditioned draw (LayerNorm over d_model = 2 nearly equal entries has third
             # derivatives ~1e8, so eps = 1e-6 leaves an O(eps²) truncation error of 1e-4): a correct
-            # gradient then gets ~100x closer at eps = 1e-7, a wrong one does not
+            # gradient then gets ~100x closer at eps = 1e-7 (down to the 10x larger round-off of that
+            # step), a wrong one does not
             finer = finer or numerical_grad(loss_of, params, eps=1e-7)
             fine_error = float(np.max(np.abs(g - finer[key]), initial=0.0))
-            assert fine_error <= error / 30 and fine_error <= 1e-5 * scale, (key, error, scale)
+            assert fine_error <= max(error / 30, 10 * roundoff), (key, error, fine_error, scale)
+            assert fine_error <= 1e-5 * scale, (key, error, fine_error, scale)
 
 
 def _release_module(torch, net):
