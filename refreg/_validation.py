@@ -163,8 +163,12 @@ def check_buffers(
         )
     for key, p in params.items():
         b, where = buffers[key], f"{name}[{key!r}]"
-        if not is_array(b) or type(b) is not type(p):
+        if not is_array(b):
             raise ValueError(f"{where} must be an array like its parameter, got {type(b).__name__}")
+        try:
+            get_namespace(b, p)
+        except TypeError as err:
+            raise ValueError(f"{where} must come from its parameter's array library: {err}") from None
         if tuple(b.shape) != tuple(p.shape):
             raise ValueError(f"{where} must have shape {tuple(p.shape)}, got {tuple(b.shape)}")
         if b.dtype != p.dtype:
