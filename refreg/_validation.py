@@ -168,7 +168,9 @@ def check_buffers(
         try:
             get_namespace(b, p)
         except TypeError as err:
-            raise ValueError(f"{where} must come from its parameter's array library: {err}") from None
+            raise ValueError(
+                f"{where} must come from its parameter's array library: {err}"
+            ) from None
         if tuple(b.shape) != tuple(p.shape):
             raise ValueError(f"{where} must have shape {tuple(p.shape)}, got {tuple(b.shape)}")
         if b.dtype != p.dtype:

@@ -471,3 +471,18 @@ def test_reg_by_lr_uses_the_scheduled_learning_rate():
     lam = state.lam["w"]
     expected_prev = theta["w"] * (1 - 2 * 0.1 * (91.0 - 50.0) / 6)
     np.testing.assert_allclose(p["w"], expected_prev * (1 - 2 * 0.2 * lam), rtol=1e-14)
+
+
+def test_std_measure_on_a_constant_tensor_gives_zero_not_nan():
+    """std is not differentiable at a constant tensor; refreg takes the zero subgradient (the release: 0/0)."""
+    theta = np.full(
+        (3, 4), 0.5
+    )  # the mean is exact: std = 0 exactly (0.7 gives std 1e-16 and a finite grad)
+    assert float(measure_value(theta, "std")) == 0.0
+    np.testing.assert_array_equal(measure_grad(theta, "std"), np.zeros((3, 4)))
+    assert np.isfinite(measure_grad(np.full((3, 4), 0.7), "std")).all()
+    opt = cpr(sgd(0.1), measure="std", kappa_init="uniform", kappa_init_param=0.1)
+    params = {"w": theta}
+    state = opt.init(params)
+    new, state = opt.update({"w": np.zeros((3, 4))}, state, params)
+    assert np.isfinite(new["w"]).all() and all(np.isfinite(v) for v in state.lam.values())

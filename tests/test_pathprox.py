@@ -654,3 +654,38 @@ def test_backends(xp):
             for k in params:
                 assert p[k].dtype == W.dtype
                 np.testing.assert_allclose(asnumpy(p[k]), p_ref[k], rtol=100 * tol, atol=100 * tol)
+
+
+# ------------------------------------------------------------------------- weights beyond sqrt(float max)
+@pytest.mark.parametrize("c", [2.0**664, 2.0**-664, 1e200, 1e-200])
+@pytest.mark.parametrize("tau", [0.3, 1.5])
+def test_prox_norm_product_is_scale_free_at_extreme_scales(c, tau):
+    """prox(cW, cV) = c·prox(W, V): exact for powers of two; Σw² overflowed at 1e200 and gave NaN."""
+    rng = np.random.default_rng(3)
+    W, V = rng.standard_normal((5, 4)), rng.standard_normal((3, 5))
+    W[1] *= 0.2  # some units zeroed, some kept
+    fw, fv = prox_norm_product(W, V, tau)
+    gw, gv = prox_norm_product(W * c, V * c, tau)
+    assert np.isfinite(gw).all() and np.isfinite(gv).all()
+    if math.log2(c).is_integer():
+        np.testing.assert_array_equal(gw, fw * c)
+        np.testing.assert_array_equal(gv, fv * c)
+    else:
+        np.testing.assert_allclose(gw / c, fw, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(gv / c, fv, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("prox", ["sphere", "joint"])
+def test_pathprox_update_with_weights_of_1e200(prox):
+    """The unit norms are computed without overflow: finite, and homogeneous for the joint prox."""
+    net = MLP([3, 4, 4, 2])
+    base = net.init(rng=0)
+    grads = {k: np.ones_like(v) for k, v in base.items()}
+    opt = pathprox(0.1, 1e-3, groups=pair_groups(net), prox=prox)
+    ref, _ = opt.update(grads, opt.init(base), base)
+    big = {k: v * 2.0**664 for k, v in base.items()}
+    out, _ = opt.update({k: g * 2.0**664 for k, g in grads.items()}, opt.init(big), big)
+    for k in out:
+        assert np.isfinite(out[k]).all(), k
+        if prox == "joint":
+            np.testing.assert_allclose(out[k] / 2.0**664, ref[k], rtol=1e-12, atol=1e-15)

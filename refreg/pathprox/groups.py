@@ -7,12 +7,15 @@ the pair has the incoming weights ``w_k = W[k, :]`` (with bias ``b_k``) and the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import array_api_compat
+import numpy as np
 
 from refreg._backend import get_namespace, namespace_of_params
+from refreg._pow2 import Pow2Scale
 from refreg._validation import (
     check_finite_array,
     check_nonnegative,
@@ -169,8 +172,25 @@ def _check_finite_params(params: Mapping[str, Any]) -> None:
 def _in_norm(xp: Any, W: Any, b: Any, with_bias: bool) -> Any:
     """``||w_k||`` per row, or ``||[w_k, b_k]||`` with the bias (shape (N,))."""
     if with_bias and b is not None:
-        return xp.sqrt(xp.sum(W * W, axis=1) + b * b)
-    return xp.linalg.vector_norm(W, axis=1)
+        return _overflow_safe(xp, lambda W, b: xp.sqrt(xp.sum(W * W, axis=1) + b * b), W, b)
+    return _overflow_safe(xp, lambda W: xp.linalg.vector_norm(W, axis=1), W)
+
+
+def _out_norm(xp: Any, V: Any) -> Any:
+    """``||v_k||`` per column of V (shape (N,))."""
+    return _overflow_safe(xp, lambda V: xp.linalg.vector_norm(V, axis=0), V)
+
+
+def _overflow_safe(xp: Any, norm: Any, *arrays: Any) -> Any:
+    """``norm(*arrays)``; if a sum of squares overflowed (weights beyond ~1e154), recomputed on the arrays
+    scaled by an exact power of two and scaled back, so a norm of 1e200 is 1e200, not inf."""
+    with np.errstate(over="ignore"):  # an overflow is handled below, not an error
+        n = norm(*arrays)
+    if bool(xp.all(n < math.inf)):  # one reduction over the N norms; params are finite (checked)
+        return n
+    m = max(max(float(xp.max(a)), -float(xp.min(a))) for a in arrays)
+    scale = Pow2Scale(m, arrays[0].dtype == xp.float32, "the parameters")
+    return scale.undo(norm(*(scale(a) for a in arrays)))
 
 
 def unit_norms(
@@ -191,7 +211,7 @@ def _unit_norms(xp: Any, params: Mapping[str, Any], groups: Groups, with_bias: b
         out.append(
             (
                 _in_norm(xp, params[pair.w], b, with_bias),
-                xp.linalg.vector_norm(params[pair.v], axis=0),
+                _out_norm(xp, params[pair.v]),
             )
         )
     return out
