@@ -154,3 +154,17 @@ def test_bad_input_messages():
         PooledSpatialEntropy((1, 2)).value(np.ones((3, 2), dtype=np.int64))
     with pytest.raises(ValueError, match="image_shape"):
         patch_matrix((2,), (1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_magnitudes_are_finite_and_exact(dtype):
+    """Huge and tiny weights: the power-of-two scaling keeps every sum finite and the value unchanged."""
+    reg = PooledSpatialEntropy((2, 3), (2, 2))
+    W = np.random.default_rng(5).standard_normal((4, 6)).astype(dtype)
+    big, small = np.finfo(dtype).max / 8, np.finfo(dtype).tiny * 8
+    v0 = float(reg.value(W))
+    for c in (big / np.abs(W).max(), small / np.abs(W).max()):
+        Wc = (W.astype(np.float64) * c).astype(dtype)
+        value, grad = reg.value_and_grad(Wc)
+        assert np.isfinite(float(value)) and np.all(np.isfinite(grad))
+        assert float(value) == pytest.approx(v0, rel=1e-4 if dtype == np.float32 else 1e-10)

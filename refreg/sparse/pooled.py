@@ -102,7 +102,9 @@ class PooledSpatialEntropy(Regularizer):
                     f"{n} columns, got shape {tuple(W.shape)}"
                 )
         P = xp.asarray(self._P, dtype=Ws[0].dtype)
-        scale = _normalise(xp, Ws)  # exact power-of-two normalisation (as in SpatialEntropy)
+        scale = _normalise(
+            xp, Ws
+        )  # W·2^-e, exact: shares and entropies unchanged (as SpatialEntropy)
         nonzero = scale.nonzero
         rows, pools = [], []
         for W in Ws:
