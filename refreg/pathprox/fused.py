@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from refreg._backend import host_namespace
 from refreg.pathprox.balance import _layer_scales
 from refreg.pathprox.groups import Groups, Params, _unit_norms
 from refreg.pathprox.prox import SPHERE_EPS, _norm_product_factors, _shrink_factor
@@ -36,7 +39,8 @@ def fused_balance_then_prox(
     place.
     """
     n_pairs = len(groups.pairs)
-    norms = _unit_norms(xp, params, groups, regularize_bias)
+    xp = host_namespace(xp)
+    norms = _fast_unit_norms(xp, params, groups, regularize_bias)
     balanced = balance and n_pairs > 1
     if balanced:
         scales = _layer_scales(xp, [xp.sum(nw * nv) for nw, nv in norms])
@@ -63,4 +67,21 @@ def fused_balance_then_prox(
         out[pair.v] *= (fv * column)[None, :]
         if pair.w_bias is not None and (balanced or not isinstance(bias_factor, float)):
             out[pair.w_bias] *= bias_factor
+    return out
+
+
+def _fast_unit_norms(xp: Any, params: Params, groups: Groups, with_bias: bool) -> list:
+    """:func:`~refreg.pathprox.groups.unit_norms` on the host with one ``einsum`` per array (a speed path).
+
+    ``sqrt(Σ_j W_kj²)`` by ``einsum("ij,ij->i")`` reads W once without the temporary ``W·W`` that
+    ``vector_norm`` forms; the sum is in another order, so the norms differ from the plain ones by rounding
+    only (the fused update is tested against :meth:`PathProx.reference_update` at 1e-13 relative in float64).
+    Other backends, and the norm of ``[w_k, b_k]``, use the plain norms.
+    """
+    if xp is not np or with_bias:
+        return _unit_norms(xp, params, groups, with_bias)
+    out = []
+    for pair in groups.pairs:
+        W, V = params[pair.w], params[pair.v]
+        out.append((np.sqrt(np.einsum("ij,ij->i", W, W)), np.sqrt(np.einsum("ij,ij->j", V, V))))
     return out

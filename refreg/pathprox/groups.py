@@ -106,9 +106,9 @@ def check_groups(params: Mapping[str, Any], groups: Groups) -> Any:
     xp = namespace_of_params(params)
     if not isinstance(groups, Groups):
         raise TypeError(f"groups must be a refreg.pathprox.Groups, got {type(groups).__name__}")
-    dtypes = {str(p.dtype) for p in params.values()}
+    dtypes = {p.dtype for p in params.values()}
     if len(dtypes) != 1:
-        raise TypeError(f"params must share one float dtype, got {sorted(dtypes)}")
+        raise TypeError(f"params must share one float dtype, got {sorted(map(str, dtypes))}")
     seen: set[str] = set()
 
     def use(key: Any, what: str) -> Any:
@@ -150,13 +150,14 @@ def _check_lam(lam: Any) -> float:
     return check_nonnegative("lam", lam)
 
 
-def _check_finite_params(params: Mapping[str, Any]) -> None:
+def _check_finite_params(params: Mapping[str, Any], xp: Any = None) -> None:
     """``FloatingPointError`` naming the first parameter that holds NaN or inf.
 
     Fast path: a NaN or inf makes its array's sum non-finite, so one sum per array and one host sync decide;
     only then is each array checked element-wise to name it (a finite array whose sum overflows passes).
+    ``xp``, when the caller has it from :func:`check_groups`, saves the namespace look-up.
     """
-    xp = get_namespace(*params.values())
+    xp = get_namespace(*params.values(), xp=xp)
     if array_api_compat.is_numpy_namespace(xp):
         # on the host a sync costs nothing: one BLAS read per array (refreg._backend.all_finite)
         for key, p in params.items():

@@ -157,7 +157,7 @@ class PathProx:
         """Validate the arguments; returns ``(xp, η_t, whether to balance)``."""
         xp = check_groups(params, self.groups)
         check_grads(grads, params)
-        _check_finite_params(params)
+        _check_finite_params(params, xp)
         check_state_matches(
             state, params if self.momentum else {}, PathProxState, "momentum_buffer"
         )
