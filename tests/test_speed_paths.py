@@ -136,3 +136,46 @@ def test_sparse_regularizers_on_numpy_itself_are_bitwise_the_array_api_path():
         for f, r in zip(fast_grads, ref_grads, strict=True):
             assert f.dtype == r.dtype == np.float32, name
             np.testing.assert_array_equal(_bits(f), _bits(r))
+
+
+def _finite(dtype):
+    return hnp.arrays(
+        dtype,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=9),
+        elements=st.one_of(
+            st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 1.0, -1.0]),
+            st.floats(width=8 * np.dtype(dtype).itemsize, allow_nan=False, allow_infinity=False),
+        ),
+    )
+
+
+@given(st.sampled_from(["float32", "float64"]).flatmap(lambda d: st.tuples(_finite(d), _finite(d))))
+def test_times_sign_is_bitwise_g_times_sign(pair):
+    from refreg.sparse._matrices import _times_sign
+
+    W, g = pair
+    g = np.resize(g, W.shape).astype(W.dtype)
+    expected = g * np.sign(W)
+    # the caller's promise, honest or not: with a zero in W the plain product must be taken
+    got = _times_sign(np, g, W, bool(np.all(W != 0)))
+    np.testing.assert_array_equal(_bits(got), _bits(expected))
+    nz = W.copy()
+    nz[nz == 0] = 1.0
+    np.testing.assert_array_equal(_bits(_times_sign(np, g, nz, True)), _bits(g * np.sign(nz)))
+
+
+def test_spatial_entropy_sign_speed_path_is_bitwise_the_plain_product(monkeypatch):
+    import refreg.sparse.entropy as entropy
+
+    rng = np.random.default_rng(5)
+    Ws = [rng.standard_normal((13, 9)).astype(np.float32), rng.standard_normal((9, 4))]
+    reg = entropy.SpatialEntropy()
+    for dtype in (np.float32, np.float64):
+        ws = [W.astype(dtype) for W in Ws]
+        fast = reg._compute(np, ws, need_grad=True)
+        monkeypatch.setattr(entropy, "_times_sign", lambda xp, g, W, nz: g * xp.sign(W))
+        plain = reg._compute(np, ws, need_grad=True)
+        monkeypatch.undo()
+        assert _bits(np.asarray(fast[0])).tobytes() == _bits(np.asarray(plain[0])).tobytes()
+        for f, p in zip(fast[1], plain[1], strict=True):
+            np.testing.assert_array_equal(_bits(f), _bits(p))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from refreg._backend import check_param_dtype, get_namespace, is_array
 from refreg._pow2 import Pow2Scale
 
@@ -68,3 +70,26 @@ def _sum(xp: Any, values: Sequence[Any]) -> Any:
     for v in values[1:]:
         out = out + v
     return out
+
+
+def _times_sign(xp: Any, g: Any, W: Any, no_zero: bool) -> Any:
+    """``g·sign(W)``, bit for bit; on NumPy without a zero in ``W`` a speed path (``no_zero``: the caller knows).
+
+    ``np.sign`` is scalar code (98 µs on a 300×784 float32 matrix, docs/performance.md). For ``W ≠ 0``,
+    ``g·sign(W)`` is ``g`` with its sign bit flipped where ``W < 0``: an XOR of the bit patterns with ``W``'s
+    sign bit, two SIMD integer passes. A zero weight (``sign(0) = 0``) and every other backend take the plain
+    product. Equal bit for bit for finite ``g`` (``tests/test_speed_paths.py``); ``g`` is finite wherever the
+    spatial entropy calls this.
+    """
+    if not (no_zero and isinstance(g, np.ndarray) and isinstance(W, np.ndarray)):
+        return g * xp.sign(W)
+    if (
+        g.dtype != W.dtype
+        or g.shape != W.shape
+        or not (g.flags.c_contiguous and W.flags.c_contiguous)
+    ):
+        return g * xp.sign(W)
+    ints = np.dtype(f"i{W.dtype.itemsize}")
+    bits = np.bitwise_and(W.view(ints), np.array(np.iinfo(ints).min, dtype=ints))
+    np.bitwise_xor(g.view(ints), bits, out=bits)
+    return bits.view(W.dtype)
