@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 __all__ = ["Pow2Scale"]
 
 
@@ -41,6 +43,14 @@ class Pow2Scale:
         """``x·2^-e``."""
         for f in self.down:
             x = x * f
+        return x
+
+    def owned(self, x: Any) -> Any:
+        """``x·2^-e`` written into ``x`` when it is a NumPy array the caller owns (bit for bit ``self(x)``)."""
+        if not isinstance(x, np.ndarray):
+            return self(x)
+        for f in self.down:
+            x *= f
         return x
 
     def undo(self, x: Any) -> Any:

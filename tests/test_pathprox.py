@@ -689,3 +689,21 @@ def test_pathprox_update_with_weights_of_1e200(prox):
         assert np.isfinite(out[k]).all(), k
         if prox == "joint":
             np.testing.assert_allclose(out[k] / 2.0**664, ref[k], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("prox", ["sphere", "joint"])
+@pytest.mark.parametrize("scale", [2.0**-520, 2.0**-300, 2.0**-70, 1.0, 2.0**600])
+def test_fused_update_norms_at_extreme_scales_and_zero_units(prox, scale):
+    """The fused update's sums of squares fall back to the plain norms wherever the squares would overflow
+    or underflow (refreg.pathprox.fused), so it stays within rounding of the reference at any scale."""
+    net = MLP([5, 6, 4, 3])
+    params = {k: v * scale for k, v in net.init(rng=1).items()}
+    params["layers.0.weight"][2] = 0.0  # an all-zero unit: its zero sum of squares is exact
+    params["layers.1.weight"][1, 0] = 1e-300 * scale  # one square underflows on its own
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    opt = pathprox(0.1, 1e-3, groups=pair_groups(net), prox=prox)
+    out, _ = opt.update(grads, opt.init(params), params)
+    ref, _ = opt.reference_update(grads, opt.init(params), params)
+    for k in out:
+        assert np.isfinite(out[k]).all(), k
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-12, atol=0)

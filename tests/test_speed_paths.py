@@ -157,11 +157,13 @@ def test_times_sign_is_bitwise_g_times_sign(pair):
     g = np.resize(g, W.shape).astype(W.dtype)
     expected = g * np.sign(W)
     # the caller's promise, honest or not: with a zero in W the plain product must be taken
-    got = _times_sign(np, g, W, bool(np.all(W != 0)))
+    got = _times_sign(np, g.copy(), W, bool(np.all(W != 0)))
     np.testing.assert_array_equal(_bits(got), _bits(expected))
     nz = W.copy()
     nz[nz == 0] = 1.0
-    np.testing.assert_array_equal(_bits(_times_sign(np, g, nz, True)), _bits(g * np.sign(nz)))
+    np.testing.assert_array_equal(
+        _bits(_times_sign(np, g.copy(), nz, True)), _bits(g * np.sign(nz))
+    )
 
 
 def test_spatial_entropy_sign_speed_path_is_bitwise_the_plain_product(monkeypatch):

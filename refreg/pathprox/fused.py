@@ -9,6 +9,7 @@ checks 1e-13 relative, every prox, bias option and momentum) and is what :meth:`
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -76,12 +77,26 @@ def _fast_unit_norms(xp: Any, params: Params, groups: Groups, with_bias: bool) -
     ``sqrt(Σ_j W_kj²)`` by ``einsum("ij,ij->i")`` reads W once without the temporary ``W·W`` that
     ``vector_norm`` forms; the sum is in another order, so the norms differ from the plain ones by rounding
     only (the fused update is tested against :meth:`PathProx.reference_update` at 1e-13 relative in float64).
-    Other backends, and the norm of ``[w_k, b_k]``, use the plain norms.
+    The plain norms avoid overflow and underflow of the squares; the sums of squares are therefore used only
+    when they are finite and each is 0 for an all-zero unit or at least ``sqrt(tiny)``, where squares that
+    underflowed are below the rounding. Otherwise, on other backends, and for the norm of ``[w_k, b_k]``, the
+    plain norms are used.
     """
     if xp is not np or with_bias:
         return _unit_norms(xp, params, groups, with_bias)
     out = []
     for pair in groups.pairs:
         W, V = params[pair.w], params[pair.v]
-        out.append((np.sqrt(np.einsum("ij,ij->i", W, W)), np.sqrt(np.einsum("ij,ij->j", V, V))))
+        sw, sv = np.einsum("ij,ij->i", W, W), np.einsum("ij,ij->j", V, V)
+        if not (_squares_ok(sw, W) and _squares_ok(sv, V.T)):
+            return _unit_norms(xp, params, groups, with_bias)
+        out.append((np.sqrt(sw), np.sqrt(sv)))
     return out
+
+
+def _squares_ok(s: Any, rows: Any) -> bool:
+    """The sums of squares ``s`` of ``rows`` carry no overflow and no underflow beyond rounding."""
+    if not math.isfinite(s.max()):  # a finite total means every partial sum was finite
+        return False
+    small = s < math.sqrt(np.finfo(s.dtype).tiny)
+    return not small.any() or not np.any(rows[small])  # small sums only for all-zero units

@@ -47,7 +47,7 @@ class SpatialEntropy(Regularizer):
         nonzero = scale.nonzero
         rows, cols, no_zero = [], [], []
         for W in Ws:
-            a = scale(xp.abs(W))  # in [0, 1): the sums below cannot overflow
+            a = scale.owned(xp.abs(W))  # in [0, 1): the sums below cannot overflow
             # min|W|·2^-e > 0 proves W has no zero (an underflow to 0 only costs the speed path)
             no_zero.append(bool(xp.min(a) > 0))
             # the marginals as matrix-vector products: one BLAS pass each, ~10x faster than xp.sum(axis)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from refreg._backend import host_namespace, is_array, namespace_of_params
 from refreg._validation import check_choice, check_nonnegative
 from refreg.sparse._matrices import (
@@ -136,4 +138,18 @@ def penalty(
             values.append(v)
             grads.append(g[0])
         value = _sum(xp, values)
-    return alpha * value, {k: alpha * g for k, g in zip(keys, grads, strict=True)}
+    return alpha * value, {k: _times_alpha(alpha, g, Ws) for k, g in zip(keys, grads, strict=True)}
+
+
+def _times_alpha(alpha: float, g: Any, Ws: list[Any]) -> Any:
+    """``alpha·g``; in place when ``g`` is a NumPy array the regularizer made (``g·alpha`` rounds as
+    ``alpha·g``, bit for bit), which saves a fresh array of the weights' size per matrix."""
+    if (
+        isinstance(g, np.ndarray)
+        and g.flags.owndata
+        and g.flags.writeable
+        and all(g is not W for W in Ws)
+    ):
+        g *= alpha
+        return g
+    return alpha * g
