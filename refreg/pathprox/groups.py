@@ -102,7 +102,20 @@ def check_groups(params: Mapping[str, Any], groups: Groups) -> Any:
     ValueError
         A key is missing, used twice, or a shape does not match its pair (``W`` (N, n_in), ``b`` (N,),
         ``V`` (n_out, N), V's bias (n_out,)).
+
+    A layout (the groups, and each key's array type, shape and dtype) that passed once is remembered and
+    passes again without the checks, which depend on nothing else.
     """
+    if isinstance(params, Mapping) and isinstance(groups, Groups):
+        try:  # the checks below depend on nothing else, so a layout once accepted is accepted again
+            layout = (groups, *((k, type(v), tuple(v.shape), v.dtype) for k, v in params.items()))
+            xp = _ACCEPTED.get(layout)
+        except (TypeError, AttributeError):  # unhashable, or not an array: the full checks say what
+            layout = xp = None
+        if xp is not None:
+            return xp
+    else:
+        layout = None
     xp = namespace_of_params(params)
     if not isinstance(groups, Groups):
         raise TypeError(f"groups must be a refreg.pathprox.Groups, got {type(groups).__name__}")
@@ -143,7 +156,17 @@ def check_groups(params: Mapping[str, Any], groups: Groups) -> Any:
         use(key, f"other[{i}]")
     for i, key in enumerate(groups.other_biases):
         use(key, f"other_biases[{i}]")
+    if layout is not None:
+        if len(_ACCEPTED) >= 64:
+            _ACCEPTED.clear()
+        _ACCEPTED[layout] = xp
     return xp
+
+
+# Layouts check_groups has accepted: (groups, then per key its array type, shape and dtype) -> namespace.
+# Every check of check_groups is a function of this layout alone, so an optimizer step on the same network
+# skips them (O(number of arrays) tuple work instead of the namespace look-up and the per-pair checks).
+_ACCEPTED: dict[tuple, Any] = {}
 
 
 def _check_lam(lam: Any) -> float:

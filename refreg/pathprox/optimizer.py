@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
-from refreg._backend import get_namespace
 from refreg._validation import (
     check_bool,
     check_choice,
@@ -109,7 +108,7 @@ class PathProx:
         """
         xp, lr, balance = self._check(grads, state, params)
         # 1. θ ← θ − η·(∇L + λ·θ_decayed), torch-style momentum
-        new_params, buffers = self._gradient_step(grads, state, params, lr)
+        new_params, buffers = self._gradient_step(xp, grads, state, params, lr)
         # 2–3. layer balance, then the prox with τ = λη: one rescaling per array (refreg.pathprox.fused)
         if self.prox != "none":
             new_params = fused_balance_then_prox(
@@ -137,7 +136,7 @@ class PathProx:
         """
         xp, lr, balance = self._check(grads, state, params)
         # 1. θ ← θ − η·(∇L + λ·θ_decayed), torch-style momentum
-        new_params, buffers = self._gradient_step(grads, state, params, lr)
+        new_params, buffers = self._gradient_step(xp, grads, state, params, lr)
         # 2. layer balance; 3. the prox with τ = λη on every unit
         if self.prox != "none":
             new_params = balance_then_prox(
@@ -167,11 +166,15 @@ class PathProx:
         return xp, current_lr(self.lr, state.step), balance
 
     def _gradient_step(
-        self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any], lr: float
+        self,
+        xp: Any,
+        grads: Mapping[str, Any],
+        state: PathProxState,
+        params: Mapping[str, Any],
+        lr: float,
     ) -> tuple[Params, dict[str, Any]]:
         """``d = ∇L + λθ`` on the decayed keys, ``buf ← momentum·buf + d`` (torch SGD), ``θ ← θ − η·d``."""
         decayed = set(self._decayed_keys())
-        xp = get_namespace(*params.values())
         new_params, new_buffers = {}, {}
         for key, p in params.items():
             d = grads[key]
