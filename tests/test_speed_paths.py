@@ -181,3 +181,20 @@ def test_spatial_entropy_sign_speed_path_is_bitwise_the_plain_product(monkeypatc
         assert _bits(np.asarray(fast[0])).tobytes() == _bits(np.asarray(plain[0])).tobytes()
         for f, p in zip(fast[1], plain[1], strict=True):
             np.testing.assert_array_equal(_bits(f), _bits(p))
+
+
+def test_log_share_on_numpy_is_bitwise_the_array_api_path():
+    import array_api_compat.numpy as compat_np
+
+    from refreg.sparse.entropy import _log_share
+
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64):
+        m = rng.random(50).astype(dtype)
+        m[[3, 17]] = 0.0
+        m[5] = np.finfo(dtype).smallest_subnormal
+        log_S = np.log(np.asarray(m.sum()))
+        fast = _log_share(np, m, log_S)
+        ref = _log_share(compat_np, compat_np.asarray(m), compat_np.asarray(log_S))
+        assert fast.dtype == ref.dtype == dtype
+        np.testing.assert_array_equal(_bits(fast), _bits(np.asarray(ref)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from refreg.sparse._matrices import (
     _normalise,
     _safe,
@@ -60,8 +62,8 @@ class SpatialEntropy(Regularizer):
         log_S = xp.log(_safe(xp, S, nonzero))
         S_safe = _safe(xp, S, nonzero)
         # log r_i = log(row mass) − log ‖W‖₁, computed from the mass so that tiny shares do not underflow to 0
-        log_r = [xp.where(r > 0, _safe_log(xp, r) - log_S, xp.zeros_like(r)) for r in rows]
-        log_c = [xp.where(c > 0, _safe_log(xp, c) - log_S, xp.zeros_like(c)) for c in cols]
+        log_r = [_log_share(xp, r, log_S) for r in rows]
+        log_c = [_log_share(xp, c, log_S) for c in cols]
         H_r = -_sum(xp, [xp.sum((r / S_safe) * lr) for r, lr in zip(rows, log_r, strict=True)])
         H_c = -_sum(xp, [xp.sum((c / S_safe) * lc) for c, lc in zip(cols, log_c, strict=True)])
         value = H_r + H_c
@@ -74,6 +76,22 @@ class SpatialEntropy(Regularizer):
             g = ((lr + H_r) * factor)[:, None] + ((lc + H_c) * factor)[None, :]
             grads.append(scale.rest(_times_sign(xp, g, W, nz)))  # g·sign(W)
         return value, grads
+
+
+def _log_share(xp, m, log_S):
+    """``log(m / S) = log m − log S`` where the mass ``m > 0``, else 0: ``where(m > 0, log m − log S, 0)``.
+
+    On NumPy the same two operations run with ``where=`` into one zeroed output (4 calls instead of 9 on
+    vectors of 10–784 entries, where the calls cost more than the arithmetic); bit for bit the same
+    (``tests/test_speed_paths.py`` compares it with the array-API path).
+    """
+    if xp is np and isinstance(m, np.ndarray):
+        positive = m > 0
+        out = np.zeros_like(m)
+        np.log(m, out=out, where=positive)
+        np.subtract(out, log_S, out=out, where=positive)
+        return out
+    return xp.where(m > 0, _safe_log(xp, m) - log_S, xp.zeros_like(m))
 
 
 class ElementEntropy(Regularizer):
