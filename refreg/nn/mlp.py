@@ -20,14 +20,15 @@ Backward (one chain-rule line each):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from refreg._backend import as_generator, default_namespace, float_dtype, get_namespace
-from refreg._validation import check_choice, check_finite_array, check_positive
+from refreg._validation import check_choice, check_positive
+from refreg.nn._model import check_param_dict, model_value_and_grad
 from refreg.nn.activations import ACTIVATIONS
-from refreg.nn.losses import LOSSES
 
 __all__ = ["MLP", "LinearCache", "linear_backward", "linear_forward"]
 
@@ -178,25 +179,7 @@ class MLP:
 
     def check_params(self, params: Mapping[str, Any]) -> Any:
         """Keys, shapes and a common float dtype; returns the namespace."""
-        from refreg._backend import namespace_of_params
-
-        xp = namespace_of_params(params)
-        expected = self.param_shapes()
-        missing = [k for k in expected if k not in params]
-        extra = [k for k in params if k not in expected]
-        if missing or extra:
-            raise ValueError(
-                f"params must have the keys {list(expected)}; missing {missing}, unexpected {extra}"
-            )
-        dtypes = {str(v.dtype) for v in params.values()}
-        if len(dtypes) != 1:
-            raise TypeError(f"params must share one float dtype, got {sorted(dtypes)}")
-        for key, shape in expected.items():
-            if tuple(params[key].shape) != shape:
-                raise ValueError(
-                    f"params[{key!r}] must have shape {shape}, got {tuple(params[key].shape)}"
-                )
-        return xp
+        return check_param_dict(params, self.param_shapes())
 
     def forward(self, params: Mapping[str, Any], x: Any) -> tuple[Any, MLPCache]:
         """Output (logits) of shape (n, sizes[-1]) and the cache for :meth:`backward`."""
@@ -270,39 +253,9 @@ class MLP:
             NaN or inf in ``x``, in a parameter (named by its key), in float targets ``y``, or a loss that
             overflows; checked before the backward pass, so a NaN never reaches an optimizer as a number.
         """
-        loss_fn = _resolve_loss(loss)
-        check_finite_inputs(params, x)
-        out, cache = self.forward(params, x)
-        value, grad_out = loss_fn(out, y)
-        check_finite_loss(value, y)
-        grads, _ = self._backward(params, cache, grad_out, need_grad_x=False)
-        return value, grads
+        backward = functools.partial(self._backward, need_grad_x=False)
+        return model_value_and_grad(self.forward, backward, params, x, y, loss, check_x=True)
 
     def predict(self, params: Mapping[str, Any], x: Any) -> Any:
         """The output alone (no cache kept)."""
         return self.forward(params, x)[0]
-
-
-def check_finite_inputs(params: Mapping[str, Any], x: Any) -> None:
-    """NaN/inf in the input batch or a parameter: ``FloatingPointError`` naming it (one pass over each)."""
-    check_finite_array("x", x)
-    for key, p in params.items():
-        check_finite_array(f"params[{key!r}]", p)
-
-
-def check_finite_loss(value: Any, y: Any) -> None:
-    """A non-finite loss value: ``FloatingPointError`` naming the targets if they are the cause."""
-    if not math.isfinite(float(value)):
-        xp = get_namespace(y)
-        if xp.isdtype(y.dtype, "real floating"):
-            check_finite_array("y", y)
-        raise FloatingPointError(
-            f"loss is {float(value)} although x and params are finite: the output overflowed"
-        )
-
-
-def _resolve_loss(loss: Any) -> Callable[[Any, Any], tuple[Any, Any]]:
-    if callable(loss):
-        return loss
-    check_choice("loss", loss, LOSSES)
-    return LOSSES[loss]

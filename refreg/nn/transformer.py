@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from refreg._backend import as_generator, default_namespace, float_dtype, get_namespace
-from refreg._validation import check_finite_array
+from refreg.nn._model import check_param_dict, model_value_and_grad
 from refreg.nn.activations import ACTIVATIONS
 from refreg.nn.attention import (
     AttentionCache,
@@ -57,7 +57,6 @@ from refreg.nn.attention import (
     layer_norm_backward,
     layer_norm_forward,
 )
-from refreg.nn.mlp import _resolve_loss, check_finite_loss
 
 __all__ = ["BlockCache", "Transformer", "TransformerCache"]
 
@@ -222,25 +221,7 @@ class Transformer:
 
     def check_params(self, params: Mapping[str, Any]) -> Any:
         """Keys, shapes and one common float dtype; returns the namespace."""
-        from refreg._backend import namespace_of_params
-
-        xp = namespace_of_params(params)
-        expected = self.param_shapes()
-        missing = [k for k in expected if k not in params]
-        extra = [k for k in params if k not in expected]
-        if missing or extra:
-            raise ValueError(
-                f"params must have the keys {list(expected)}; missing {missing}, unexpected {extra}"
-            )
-        dtypes = {str(v.dtype) for v in params.values()}
-        if len(dtypes) != 1:
-            raise TypeError(f"params must share one float dtype, got {sorted(dtypes)}")
-        for key, shape in expected.items():
-            if tuple(params[key].shape) != shape:
-                raise ValueError(
-                    f"params[{key!r}] must have shape {shape}, got {tuple(params[key].shape)}"
-                )
-        return xp
+        return check_param_dict(params, self.param_shapes())
 
     def _check_tokens(self, xp: Any, tokens: Any) -> None:
         if not xp.isdtype(tokens.dtype, "integral"):
@@ -389,14 +370,8 @@ class Transformer:
         FloatingPointError
             NaN or inf in a parameter (named by its key) or a loss that overflows, before the backward pass.
         """
-        loss_fn = _resolve_loss(loss)
-        for key, p in params.items():
-            check_finite_array(f"params[{key!r}]", p)
-        out, cache = self.forward(params, x)
-        value, grad_out = loss_fn(out, y)
-        check_finite_loss(value, y)
-        grads, _ = self.backward(params, cache, grad_out)
-        return value, grads
+        # tokens are integer ids: no finiteness check on x (its type is checked by forward)
+        return model_value_and_grad(self.forward, self.backward, params, x, y, loss, check_x=False)
 
     def predict(self, params: Mapping[str, Any], x: Any) -> Any:
         """The last position's logits alone (no cache kept)."""
