@@ -29,6 +29,14 @@ from refreg.cpr import adam_cpr
 from refreg.nn import accuracy, softmax_cross_entropy
 from refreg.optim import adam
 from theory._common import run_sequential, write_outputs
+from theory._grokking import (
+    DELAY_KEYS,
+    censored_delay,
+    curves_table,
+    plot_accuracy,
+    plot_total_norm,
+    variant_groups,
+)
 
 NAME = "cpr_grokking"
 DESCRIPTION = (
@@ -188,17 +196,9 @@ def _train(config: Run) -> dict:
                     curves[f"kappa/{k}"].append(state.kappa[k])
         if both_since is not None and step - both_since >= config.hold:
             break
-    cap = config.max_steps
-    t99 = cap if train99 is None else train99
-    v95 = cap if val95 is None else val95
     return {
         "config": asdict(config),
-        "train99_step": t99,
-        "train99_censored": train99 is None,
-        "val95_step": v95,
-        "val95_censored": val95 is None,
-        "delay": v95 - t99,
-        "delay_censored": train99 is None or val95 is None,
+        **censored_delay(train99, val95, config.max_steps),
         "steps_run": step,
         "final_train_acc": train_acc,
         "final_val_acc": val_acc,
@@ -233,12 +233,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
                 "weight_decay": c["weight_decay"],
                 "kappa_factor": c["kappa_factor"],
                 "lr": c["lr"],
-                "train99_step": r["train99_step"],
-                "train99_censored": r["train99_censored"],
-                "val95_step": r["val95_step"],
-                "val95_censored": r["val95_censored"],
-                "delay": r["delay"],
-                "delay_censored": r["delay_censored"],
+                **{k: r[k] for k in DELAY_KEYS},
                 "grokked": not r["val95_censored"],
                 "steps_run": r["steps_run"],
                 "max_steps": c["max_steps"],
@@ -247,26 +242,11 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
                 "cpu_seconds": r["seconds"],
             }
         )
-    variants = list(dict.fromkeys(row["variant"] for row in rows))
-    by_variant = {v: [row for row in rows if row["variant"] == v] for v in variants}
-    colors = dict(
-        zip(variants, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3, strict=False)
-    )
-    seed0 = min(row["seed"] for row in rows)
+    variants, by_variant, colors, seed0 = variant_groups(rows, plt)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
-    for r in results:
-        c, cv = r["config"], r["curves"]
-        if c["seed"] != seed0:
-            continue
-        axes[0].plot(cv["step"], cv["val_acc"], color=colors[c["variant"]], label=c["variant"])
-        axes[0].plot(cv["step"], cv["train_acc"], color=colors[c["variant"]], ls=":", lw=0.9)
-        total = np.sqrt(sum(np.asarray(cv[k]) for k in cv if k.startswith("R/")))
-        axes[1].plot(cv["step"], total, color=colors[c["variant"]], label=c["variant"])
-    axes[0].axhline(0.95, color="gray", lw=0.6)
-    axes[0].set(
-        xlabel="step", ylabel="accuracy", title=f"seed {seed0}: validation (solid), train (dotted)"
-    )
-    axes[0].legend(fontsize=7)
+    runs0 = [r for r in results if r["config"]["seed"] == seed0]
+    plot_accuracy(axes[0], runs0, colors, seed0)
+    plot_total_norm(axes[1], runs0, colors)
     axes[1].set(xlabel="step", ylabel="‖(W0, W1)‖", title="total weight norm")
     axes[1].legend(fontsize=7)
     ax = axes[2]
@@ -295,14 +275,10 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         fontsize=10,
     )
     fig.tight_layout()
-    curves = [
-        {"variant": r["config"]["variant"], "seed": r["config"]["seed"], **r["curves"]}
-        for r in results
-    ]
     payload = {
         "settings": dict(preset),
         "runs": rows,
-        "curves": curves,
+        "curves": curves_table(results),
         "environment": results[0]["environment"],
     }
     files = write_outputs(fig, outdir, NAME, rows, payload)

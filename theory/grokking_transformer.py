@@ -44,6 +44,14 @@ from refreg.data import minibatches
 from refreg.nn import Transformer, accuracy, softmax_cross_entropy
 from refreg.optim import adam
 from theory._common import run_sequential, write_outputs
+from theory._grokking import (
+    DELAY_KEYS,
+    censored_delay,
+    curves_table,
+    plot_accuracy,
+    plot_total_norm,
+    variant_groups,
+)
 
 NAME = "grokking_transformer"
 DESCRIPTION = (
@@ -306,17 +314,9 @@ def _train(config: Run) -> dict:
         if config.hold and both_since is not None and step - both_since >= config.hold:
             break
 
-    cap = config.max_steps
-    train99 = first["train99"] if first["train99"] is not None else cap
-    val95 = first["val95"] if first["val95"] is not None else cap
     return {
         "config": asdict(config),
-        "train99_step": train99,
-        "train99_censored": first["train99"] is None,
-        "val95_step": val95,
-        "val95_censored": first["val95"] is None,
-        "delay": val95 - train99,
-        "delay_censored": first["val95"] is None or first["train99"] is None,
+        **censored_delay(first["train99"], first["val95"], config.max_steps),
         "steps_run": step,
         "final_train_acc": curves["train_acc"][-1],
         "final_val_acc": curves["val_acc"][-1],
@@ -356,12 +356,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
                 "weight_decay": c["weight_decay"],
                 "kappa_factor": c["kappa_factor"],
                 "rescale": c["rescale"],
-                "train99_step": r["train99_step"],
-                "train99_censored": r["train99_censored"],
-                "val95_step": r["val95_step"],
-                "val95_censored": r["val95_censored"],
-                "delay": r["delay"],
-                "delay_censored": r["delay_censored"],
+                **{k: r[k] for k in DELAY_KEYS},
                 "steps_run": r["steps_run"],
                 "max_steps": c["max_steps"],
                 "final_train_acc": r["final_train_acc"],
@@ -370,30 +365,13 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
                 "cpu_seconds": r["seconds"],
             }
         )
-    variants = list(dict.fromkeys(row["variant"] for row in rows))
-    by_variant = {v: [row for row in rows if row["variant"] == v] for v in variants}
-    colors = dict(
-        zip(variants, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3, strict=False)
-    )
-    seed0 = min(row["seed"] for row in rows)
+    variants, by_variant, colors, seed0 = variant_groups(rows, plt)
     first = {r["config"]["variant"]: r for r in results if r["config"]["seed"] == seed0}
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
-    ax = axes[0, 0]
-    for v, r in first.items():
-        cv = r["curves"]
-        ax.plot(cv["step"], cv["val_acc"], color=colors[v], label=v)
-        ax.plot(cv["step"], cv["train_acc"], color=colors[v], ls=":", lw=0.9)
-    ax.axhline(0.95, color="gray", lw=0.6)
-    ax.set(
-        xlabel="step", ylabel="accuracy", title=f"seed {seed0}: validation (solid), train (dotted)"
-    )
-    ax.legend(fontsize=7)
+    plot_accuracy(axes[0, 0], first.values(), colors, seed0)
     ax = axes[0, 1]
-    for v, r in first.items():
-        cv = r["curves"]
-        total = np.sqrt(sum(np.asarray(cv[k]) for k in cv if k.startswith("R/")))
-        ax.plot(cv["step"], total, color=colors[v], label=v)
+    plot_total_norm(ax, first.values(), colors)
     ax.set(xlabel="step", ylabel="sqrt(Σ_j R(θ_j))", title="total weight norm (all matrices)")
     ax.legend(fontsize=7)
     ax = axes[1, 0]
@@ -440,10 +418,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         "runs": rows,
         "vocab_std_params": sorted({p for r in results for p in r["vocab_std_params"]}),
         "environment": results[0]["environment"],
-        "curves": [
-            {"variant": r["config"]["variant"], "seed": r["config"]["seed"], **r["curves"]}
-            for r in results
-        ],
+        "curves": curves_table(results),
     }
     files = write_outputs(fig, outdir, NAME, rows, data)
     return {"files": files, "rows": _summary_rows(preset, by_variant)}
