@@ -212,34 +212,22 @@ for name in OPTIMIZERS:
                 where,
                 _update(name, edit_state=_replace_buffer(field, "w", lambda b: -b - 1.0)),
             )
-        add(
-            f"{name}-{field}-missing-key",
-            ValueError,
-            f"state.{field}",
-            _update(
-                name,
-                edit_state=lambda s, field=field: s._replace(
-                    **{field: {"w": getattr(s, field)["w"]}}
+        for label, edit in (
+            ("missing-key", lambda old: {"w": old["w"]}),
+            ("extra-key", lambda old: {**old, "x": np.zeros(1)}),
+            ("not-dict", lambda old: None),
+        ):
+            add(
+                f"{name}-{field}-{label}",
+                ValueError,
+                f"state.{field}",
+                _update(
+                    name,
+                    edit_state=lambda s, field=field, edit=edit: s._replace(
+                        **{field: edit(getattr(s, field))}
+                    ),
                 ),
-            ),
-        )
-        add(
-            f"{name}-{field}-extra-key",
-            ValueError,
-            f"state.{field}",
-            _update(
-                name,
-                edit_state=lambda s, field=field: s._replace(
-                    **{field: {**getattr(s, field), "x": np.zeros(1)}}
-                ),
-            ),
-        )
-        add(
-            f"{name}-{field}-not-dict",
-            ValueError,
-            f"state.{field}",
-            _update(name, edit_state=lambda s, field=field: s._replace(**{field: None})),
-        )
+            )
 
 
 # --------------------------------------------------------------------------------------- hyperparameters
