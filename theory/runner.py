@@ -3,7 +3,8 @@
 Every figure script in ``theory/`` lists its runs (``configs``), each a frozen dataclass (or, during the
 transition, a JSON-able dict) holding everything the run depends on, its seed included. A run's result is
 cached in ``<out>/.cache/<figure>/<hash>.json``, where the hash (:func:`cache_key`) covers the figure, the
-configuration's class and every field, and the source code of refreg and of the script, so a re-run recomputes
+configuration's class and every field, and the source code of refreg, of the script and of theory's shared
+``_*.py`` helpers, so a re-run recomputes
 exactly the runs whose inputs changed, and an interrupted sweep resumes where it stopped (results are written
 to a temporary name and renamed; leftover temporaries are removed). Each entry stores the sha256 of its
 content: an entry that does not verify (truncated, edited, not JSON) is recomputed, never trusted. Runs go to a local process pool by default, or to a Dask cluster
@@ -82,11 +83,9 @@ def _source_digest(module: Any) -> str:
     import refreg
 
     root = Path(refreg.__file__).parent
-    files = [
-        *sorted(root.rglob("*.py")),
-        Path(module.__file__),
-        Path(module.__file__).with_name("_common.py"),
-    ]
+    script = Path(module.__file__)
+    # the script and theory's shared helpers (_common.py, _grokking.py, ...): a run's outcome can depend on any
+    files = [*sorted(root.rglob("*.py")), script, *sorted(script.parent.glob("_*.py"))]
     for path in files:
         if not path.is_file():
             continue
