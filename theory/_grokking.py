@@ -36,6 +36,16 @@ def censored_delay(train99: int | None, val95: int | None, cap: int) -> dict[str
     }
 
 
+def delay_text(rows: list[dict], per_seed: bool) -> str:
+    """Mean delay over seeds, then each seed's delay (``per_seed``) or their [min–max]; censored runs enter at
+    the cap (lower bounds, marked ≥) and are counted."""
+    delays = [r["delay"] for r in rows]
+    censored = sum(r["delay_censored"] for r in rows)
+    spread = ", ".join(str(d) for d in delays) if per_seed else f"{min(delays)}–{max(delays)}"
+    text = f"{'≥ ' if censored else ''}{np.mean(delays):.0f} [{spread}]"
+    return text + (f", {censored}/{len(rows)} censored" if censored else "")
+
+
 def variant_groups(rows: list[dict], plt: Any) -> tuple[list, dict, dict, int]:
     """Variants in first-seen order, the rows of each, a colour per variant and the smallest seed."""
     variants = list(dict.fromkeys(row["variant"] for row in rows))

@@ -33,6 +33,7 @@ from theory._grokking import (
     DELAY_KEYS,
     censored_delay,
     curves_table,
+    delay_text,
     plot_accuracy,
     plot_total_norm,
     variant_groups,
@@ -211,13 +212,6 @@ def _train(config: Run) -> dict:
     }
 
 
-def _delay_text(rows: list[dict]) -> str:
-    delays = [r["delay"] for r in rows]
-    censored = sum(r["delay_censored"] for r in rows)
-    text = f"{'≥ ' if censored else ''}{np.mean(delays):.0f} [{', '.join(str(d) for d in delays)}]"
-    return text + (f", {censored}/{len(rows)} censored" if censored else "")
-
-
 def report(preset: dict, results: list, outdir: Path) -> dict:
     """Figure (curves, norms, delay vs wd and vs k), CSV of every run, JSON of settings and curves."""
     import matplotlib.pyplot as plt
@@ -282,7 +276,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         "environment": results[0]["environment"],
     }
     files = write_outputs(fig, outdir, NAME, rows, payload)
-    parts = [f"{v}: {_delay_text(by_variant[v])}" for v in variants]
+    parts = [f"{v}: {delay_text(by_variant[v], per_seed=True)}" for v in variants]
     summary = {
         "figure": NAME,
         "claim": "CPR counteracts grokking (validation rises with training accuracy, not long after)",

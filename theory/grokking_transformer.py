@@ -48,6 +48,7 @@ from theory._grokking import (
     DELAY_KEYS,
     censored_delay,
     curves_table,
+    delay_text,
     plot_accuracy,
     plot_total_norm,
     variant_groups,
@@ -331,15 +332,6 @@ def _label(run: dict) -> str:
     return run["variant"]
 
 
-def _delay_text(rows: list[dict]) -> str:
-    """Mean [min–max] of the delay over seeds; censored runs enter at the cap (lower bounds) and are counted."""
-    delays = [r["delay"] for r in rows]
-    censored = sum(r["delay_censored"] for r in rows)
-    mark = "≥ " if censored else ""
-    text = f"{mark}{np.mean(delays):.0f} [{min(delays)}–{max(delays)}]"
-    return text + (f", {censored}/{len(rows)} censored" if censored else "")
-
-
 def report(preset: dict, results: list, outdir: Path) -> dict:
     """Figure (curves, R(θ) and λ per matrix, delays), CSV of every run, JSON of settings, curves, environment."""
     import matplotlib.pyplot as plt
@@ -425,7 +417,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
 
 
 def _summary_rows(preset: dict, by_variant: dict) -> list[dict]:
-    parts = [f"{v}: {_delay_text(rows)}" for v, rows in by_variant.items()]
+    parts = [f"{v}: {delay_text(rows, per_seed=False)}" for v, rows in by_variant.items()]
     return [
         {
             "figure": NAME,
