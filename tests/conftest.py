@@ -85,7 +85,9 @@ def to_np():
     return asnumpy
 
 
-_PASSING = re.compile(r"(\d+) passing examples")
+# "N passing examples" (older hypothesis) or "N passing, M failing" (newer): the statistics text is not a
+# stable format, so match the number before "passing" only
+_PASSING = re.compile(r"(\d+) passing\b")
 _EXAMPLES = {"tests": 0, "examples": 0}
 
 
