@@ -104,7 +104,7 @@ def float_dtype(xp: Any, dtype: Any) -> Any:
 
 
 def as_generator(rng: Any) -> np.random.Generator:
-    """SPEC 7 ``rng=``: None (fresh entropy), an int seed, or a :class:`numpy.random.Generator`.
+    """The ``rng=`` argument of every random function: None (fresh entropy), an int seed, or a :class:`numpy.random.Generator`.
 
     A Generator is used as it is (its state advances), so a caller keeps control of the stream.
     """

@@ -79,7 +79,7 @@ def assign_into(target: Any, value: Any) -> Any:
 def adam_kernel_into(
     decay, l2, w, beta2, bias_correction2_sqrt, eps, step_size, p, g, m, v, op, om, ov, t1, t2
 ) -> None:
-    """``optimizers._adam_kernel`` on one block, writing theta, m, v into ``op, om, ov`` (may be p, m, v).
+    """``kernels.adam_kernel`` on one block, writing theta, m, v into ``op, om, ov`` (may be p, m, v).
 
     Same operations and order as the reference; ``t1``, ``t2`` are scratch blocks. Every aliased input block
     is read before its output block is written.
@@ -138,7 +138,7 @@ def adam_into(scalars: tuple, p, g, m, v, op, om, ov, square_sum: bool = False) 
 
 
 def sgd_kernel_into(opt, lr, first, p, g, buf, op, ob, t1, t2) -> None:
-    """``optimizers._sgd_kernel`` on one block, writing theta (and the buffer) into ``op`` (and ``ob``).
+    """``kernels.sgd_kernel`` on one block, writing theta (and the buffer) into ``op`` (and ``ob``).
 
     ``buf``/``ob`` are None without momentum. Same operations and order as the reference.
     """

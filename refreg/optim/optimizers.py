@@ -25,16 +25,15 @@ from typing import Any, NamedTuple, Protocol
 from refreg._backend import elementwise, namespace_of_params
 from refreg._validation import (
     check_bool,
-    check_buffers,
-    check_grads,
     check_in_range,
     check_lr,
     check_nonnegative,
-    check_step,
 )
 from refreg.io import register_state
 from refreg.optim._fused import adam_into, assign_into, check_donation, sgd_into
+from refreg.optim.kernels import AdamStepCoefficients, adam_kernel, sgd_kernel
 from refreg.optim.schedules import Schedule, current_lr
+from refreg.optim.state_checks import check_params_and_grads, check_state_matches
 
 __all__ = [
     "SGD",
@@ -63,35 +62,6 @@ class Optimizer(Protocol):
     ) -> tuple[Params, Any]:
         """One step: new parameters and new state; the arguments are not modified."""
         ...
-
-
-def check_state_matches(
-    state: Any,
-    params: Mapping[str, Any],
-    state_type: type,
-    *fields: str,
-    nonnegative: tuple[str, ...] = (),
-) -> int:
-    """``state`` is a ``state_type`` with a step counter ``state.step`` (an int >= 0), whose dict ``fields``
-    hold a finite array per parameter of its shape and dtype (``nonnegative`` fields also ``>= 0``).
-
-    Returns the step as a Python int. Raises ``TypeError`` for a state of another type and ``ValueError``
-    naming the field (``state.exp_avg['w']``) otherwise; nothing is computed before these checks.
-    """
-    if not isinstance(state, state_type):
-        raise TypeError(f"state must be a {state_type.__name__}, got {type(state).__name__}")
-    step = check_step("state.step", state.step)
-    for field in fields:
-        check_buffers(
-            f"state.{field}", getattr(state, field), params, nonnegative=field in nonnegative
-        )
-    return step
-
-
-def _check_params_and_grads(grads: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-    xp = namespace_of_params(params)
-    check_grads(grads, params)
-    return xp
 
 
 @register_state("SGDState")
@@ -153,12 +123,12 @@ class SGD:
         ``donate=True``: ``params`` and the momentum buffers are overwritten with the results and returned
         (bitwise the same values as the pure update; module docstring).
         """
-        xp = _check_params_and_grads(grads, params)
+        xp = check_params_and_grads(grads, params)
         step = check_state_matches(
             state, params if self.momentum else {}, SGDState, "momentum_buffer"
         )
         lr = current_lr(self.lr, step)
-        kernel = partial(_sgd_kernel, xp, self, lr, step == 0)
+        kernel = partial(sgd_kernel, xp, self, lr, step == 0)
         if donate:
             return self._update_donated(xp, kernel, lr, step, grads, state, params)
         new_params, new_buffers = {}, {}
@@ -262,7 +232,7 @@ class Adam:
         a dict whose keys name parameters; with ``donate=True`` on the fused path each value is set to
         ``sum(theta_new * theta_new)``, bit for bit, computed during the step.
         """
-        xp = _check_params_and_grads(grads, params)
+        xp = check_params_and_grads(grads, params)
         step = check_state_matches(
             state, params, AdamState, "exp_avg", "exp_avg_sq", nonnegative=("exp_avg_sq",)
         )
@@ -284,7 +254,7 @@ class Adam:
             eps=self.eps,
             step_size=step_size,
         )
-        kernel = partial(_adam_kernel, xp, scalars)
+        kernel = partial(adam_kernel, xp, scalars)
         if donate:
             return _adam_donated(xp, kernel, scalars, t, grads, state, params, _square_sums)
         for key, p in params.items():
@@ -326,55 +296,6 @@ def _adam_donated(
             for target, value in zip((p, m, v), new, strict=True):
                 assign_into(target, value)
     return dict(params), AdamState(step=t, exp_avg=dict(m_all), exp_avg_sq=dict(v_all))
-
-
-def _sgd_kernel(xp, opt, lr, first, p, g, buf=None):
-    """One SGD step on matching blocks of theta, g (and the momentum buffer), torch's order of operations."""
-    d = g + opt.weight_decay * p if opt.weight_decay else g
-    if not opt.momentum:
-        return p - lr * d
-    if first:
-        buf = xp.asarray(d, copy=True)  # torch: the first buffer is a copy of d, undamped
-    else:
-        buf = opt.momentum * buf + (1.0 - opt.dampening) * d
-    d = d + opt.momentum * buf if opt.nesterov else buf
-    return p - lr * d, buf
-
-
-class AdamStepCoefficients(NamedTuple):
-    """The scalars of one Adam/AdamW step at step t with learning rate lr, shared by every block and tensor.
-
-    ``decay``: AdamW's ``1 − lr·wd`` applied to θ first (None for Adam); ``l2``: Adam's coupled ``wd`` in
-    ``g + wd·θ`` (0 for AdamW); ``lerp_weight``: ``1 − β₁``; ``beta2``: β₂; ``bias_correction2_sqrt``:
-    ``sqrt(1 − β₂^t)``; ``eps``: ε; ``step_size``: ``lr / (1 − β₁^t)``. In this order it is also the
-    positional head of ``refreg.optim._fused.adam_kernel_into``.
-    """
-
-    decay: float | None
-    l2: float
-    lerp_weight: float
-    beta2: float
-    bias_correction2_sqrt: float
-    eps: float
-    step_size: float
-
-
-def _adam_kernel(xp: Any, c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> tuple:
-    """One Adam step on matching blocks of θ, g, m, v (PyTorch's single-tensor kernel, op for op).
-
-    ``θ ← decay·θ``; ``g ← g + l2·θ``; ``m ← lerp(m, g, 1 − β₁)``; ``v ← β₂·v + (1 − β₂)·g²``;
-    ``θ ← θ − step_size·m / (sqrt(v)/sqrt(1 − β₂^t) + ε)``.
-    """
-    if c.decay is not None:
-        p = p * c.decay
-    if c.l2:
-        g = g + c.l2 * p
-    w = c.lerp_weight
-    # torch's lerp: start + w (end - start) for w < 0.5, else end - (end - start)(1 - w)
-    m = m + w * (g - m) if w < 0.5 else g - (g - m) * (1.0 - w)
-    v = c.beta2 * v + (1.0 - c.beta2) * g * g
-    denom = xp.sqrt(v) / c.bias_correction2_sqrt + c.eps
-    return p + (-c.step_size) * m / denom, m, v
 
 
 def sgd(

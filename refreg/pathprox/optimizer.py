@@ -15,8 +15,8 @@ from refreg._validation import (
     check_lr,
 )
 from refreg.io import register_state
-from refreg.optim.optimizers import check_state_matches
 from refreg.optim.schedules import Schedule, current_lr
+from refreg.optim.state_checks import check_state_matches
 from refreg.pathprox.balance import _check_chain
 from refreg.pathprox.fused import fused_balance_then_prox
 from refreg.pathprox.groups import (
@@ -106,21 +106,9 @@ class PathProx:
 
         Returns ``(new_params, new_state)``; the arguments are not modified and a failed call changes nothing.
         """
-        xp, lr, balance = self._check(grads, state, params)
-        # 1. θ ← θ − η·(∇L + λ·θ_decayed), torch-style momentum
-        new_params, buffers = self._gradient_step(xp, grads, state, params, lr)
-        # 2–3. layer balance, then the prox with τ = λη: one rescaling per array (refreg.pathprox.fused)
-        if self.prox != "none":
-            new_params = fused_balance_then_prox(
-                xp,
-                new_params,
-                self.groups,
-                self.lam * lr,
-                prox=self.prox,
-                balance=balance,
-                regularize_bias=self.regularize_bias,
-            )
-        return new_params, PathProxState(step=state.step + 1, momentum_buffer=buffers)
+        # 1. θ ← θ − η·(∇L + λ·θ_decayed); 2–3. layer balance, then the prox with τ = λη: one rescaling per
+        # array (refreg.pathprox.fused)
+        return self._step(grads, state, params, fused_balance_then_prox)
 
     def reference_update(
         self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any]
@@ -134,12 +122,21 @@ class PathProx:
 
         Same arguments, checks and state as :meth:`update`; slower (one pass per operator).
         """
+        # 1. θ ← θ − η·(∇L + λ·θ_decayed); 2. layer balance; 3. the prox with τ = λη on every unit
+        return self._step(grads, state, params, balance_then_prox)
+
+    def _step(
+        self,
+        grads: Mapping[str, Any],
+        state: PathProxState,
+        params: Mapping[str, Any],
+        balance_then_prox_fn: Any,
+    ) -> tuple[Params, PathProxState]:
+        """Checks, the gradient step, then ``balance_then_prox_fn`` (reference or fused) with τ = λη."""
         xp, lr, balance = self._check(grads, state, params)
-        # 1. θ ← θ − η·(∇L + λ·θ_decayed), torch-style momentum
         new_params, buffers = self._gradient_step(xp, grads, state, params, lr)
-        # 2. layer balance; 3. the prox with τ = λη on every unit
         if self.prox != "none":
-            new_params = balance_then_prox(
+            new_params = balance_then_prox_fn(
                 xp,
                 new_params,
                 self.groups,
