@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from refreg.nn import MLP
 from refreg.optim import cosine
 from refreg.pathprox import pair_groups, pathprox, sgd_weight_decay
+from refreg.pathprox.fused import fused_balance_then_prox
 from refreg.testing import relative_error
 
 
@@ -46,3 +49,83 @@ def test_baseline_reference_update_is_bitwise_the_update():
     a, _ = opt.update(grads, opt.init(params), params)
     b, _ = opt.reference_update(grads, opt.init(params), params)
     assert all(np.array_equal(a[k], b[k]) for k in params)
+
+
+def _checked_update(opt, grads, state, params):
+    """The update with every finiteness check read separately (the path before the unchecked step)."""
+    return opt._step(grads, state, params, fused_balance_then_prox)
+
+
+@pytest.mark.parametrize("prox", ["sphere", "joint"])
+@pytest.mark.parametrize("layer_balance", [True, False])
+@pytest.mark.parametrize(
+    "dtype, scale",
+    [("float32", 2.0**-70), ("float32", 1.0), ("float64", 2.0**-540), ("float64", 1.0)],
+)
+@pytest.mark.parametrize("sizes", [[6, 7, 5, 6, 4, 3], [5, 9, 3], [6, 7, 5, 6, 3]])
+def test_update_is_bitwise_the_checked_update(prox, layer_balance, dtype, scale, sizes):
+    """update() takes its finiteness checks from the unit norms (refreg.pathprox.fused.checked_square_norms):
+    its results are the checked path's, bit for bit, step after step (also where squares underflow and the
+    checked path takes over)."""
+    net = MLP(sizes)
+    params = {k: (v * scale).astype(dtype) for k, v in net.init(rng=2).items()}
+    params[pair_groups(net).pairs[0].w][1] = 0.0  # an all-zero unit
+    rng = np.random.default_rng(5)
+    opt = pathprox(
+        cosine(0.3, 20), 0.05, groups=pair_groups(net), prox=prox, layer_balance=layer_balance
+    )
+    state = opt.init(params)
+    for _ in range(4):
+        grads = {k: (scale * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
+        new, new_state = opt.update(grads, state, params)
+        ref, ref_state = _checked_update(opt, grads, state, params)
+        taken = opt._unchecked_step(grads, state, params) is not None
+        assert taken == (
+            scale == 1.0
+        )  # else squares underflow or overflow: the checked path takes over
+        for key in params:
+            assert new[key].dtype == ref[key].dtype
+            assert np.array_equal(new[key], ref[key]), key
+        assert new_state == ref_state
+        params, state = new, new_state
+
+
+@pytest.mark.parametrize("prox", ["sphere", "joint"])
+@pytest.mark.parametrize("dtype, scale", [("float32", 2.0**66), ("float64", 2.0**600)])
+def test_update_when_squares_overflow_is_the_checked_update(prox, dtype, scale):
+    """Finite weights whose squares overflow: the unchecked step declines and the checked path runs."""
+    net = MLP([5, 9, 3])
+    params = {k: (v * scale).astype(dtype) for k, v in net.init(rng=1).items()}
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    opt = pathprox(0.1, 1e-3, groups=pair_groups(net), prox=prox)
+    state = opt.init(params)
+    assert opt._unchecked_step(grads, state, params) is None
+    new, _ = opt.update(grads, state, params)
+    ref, _ = _checked_update(opt, grads, state, params)
+    for key in params:
+        assert np.isfinite(new[key]).all() and np.array_equal(new[key], ref[key]), key
+
+
+@pytest.mark.parametrize("prox", ["sphere", "joint"])
+@pytest.mark.parametrize("where", ["params", "grads"])
+@pytest.mark.parametrize(
+    "key", ["layers.0.weight", "layers.1.weight", "layers.2.weight", "layers.1.bias"]
+)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_update_raises_the_checked_error_for_non_finite_input(prox, where, key, bad):
+    """A NaN or inf anywhere reaches the unit norms or a dot product, and the checked path raises its own
+    error (naming the key) without a warning first; nothing the caller passed is changed."""
+    net = MLP([5, 6, 4, 3])
+    params = net.init(rng=1)
+    grads = {k: np.full_like(v, 0.01) for k, v in params.items()}
+    (params if where == "params" else grads)[key][0, ...] = bad
+    opt = pathprox(0.1, 1e-3, groups=pair_groups(net), prox=prox)
+    state = opt.init(params)
+    before = {k: (params[k].copy(), grads[k].copy()) for k in params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FloatingPointError, match=rf"{where}\['{key}'\]"):
+            opt.update(grads, state, params)
+    for k, (p, g) in before.items():
+        assert np.array_equal(params[k], p, equal_nan=True)
+        assert np.array_equal(grads[k], g, equal_nan=True)

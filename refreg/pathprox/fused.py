@@ -1,10 +1,14 @@
-"""PathProx's speed layer: the layer balance and the prox fused into one rescaling of each array.
+"""PathProx's speed layer: the checks, the gradient step's norms, the layer balance and the prox in fewer passes.
 
 :func:`refreg.pathprox.reference.balance_then_prox` applies :func:`~refreg.pathprox.balance_layers` and then the
 prox operators one after the other, each a pass over every array. Both only rescale rows of W, columns of V
 and biases, so their product can be computed from the unit norms alone and applied once:
 :func:`fused_balance_then_prox` does that. It equals the composition up to rounding (``tests/test_pathprox_layers.py``
 checks 1e-13 relative, every prox, bias option and momentum) and is what :meth:`PathProx.update` runs.
+
+:func:`checked_square_norms` lets :meth:`PathProx.update` skip the separate finiteness reads of the parameters
+and gradients: the unit norms of the gradient step's results are sums of squares over every element, and a
+NaN or inf in θ or ∇L reaches that result (see its docstring), so finite sums prove finite inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from refreg.pathprox.balance import _layer_scales
 from refreg.pathprox.groups import Groups, Params, _unit_norms
 from refreg.pathprox.prox import SPHERE_EPS, _norm_product_factors, _shrink_factor
 
-__all__ = ["fused_balance_then_prox"]
+__all__ = ["checked_square_norms", "fused_balance_then_prox"]
 
 
 def fused_balance_then_prox(
@@ -31,17 +35,19 @@ def fused_balance_then_prox(
     prox: str,
     balance: bool,
     regularize_bias: bool,
+    norms: list | None = None,
 ) -> Params:
     """Layer balance then the prox, as one rescaling per array (rows of W, columns of V, biases).
 
     Balance multiplies V_g's columns by ``s_g/s_{g-1}`` and W_g's bias by ``s_{g-1}``; the prox then multiplies
     row k of W_g by ``fw_k`` and column k of V_g by ``fv_k``, both computed from the balanced norms (W's norms
     are not changed by the balance). ``params`` must be the caller's own fresh arrays: they are rescaled in
-    place.
+    place. ``norms``: the unit norms of ``params`` if the caller has them (:func:`checked_square_norms`).
     """
     n_pairs = len(groups.pairs)
     xp = host_namespace(xp)
-    norms = _fast_unit_norms(xp, params, groups, regularize_bias)
+    if norms is None:
+        norms = _fast_unit_norms(xp, params, groups, regularize_bias)
     balanced = balance and n_pairs > 1
     if balanced:
         scales = _layer_scales(xp, [xp.sum(nw * nv) for nw, nv in norms])
@@ -84,14 +90,45 @@ def _fast_unit_norms(xp: Any, params: Params, groups: Groups, with_bias: bool) -
     """
     if xp is not np or with_bias:
         return _unit_norms(xp, params, groups, with_bias)
+    norms = _square_sum_norms(params, groups)
+    return _unit_norms(xp, params, groups, with_bias) if norms is None else norms
+
+
+def _square_sum_norms(params: Params, groups: Groups) -> list | None:
+    """Per pair ``(sqrt(einsum W·W by rows), sqrt(einsum V·V by columns))`` on NumPy arrays, or None where a
+    sum of squares is not finite or underflowed (:func:`_squares_ok`)."""
     out = []
     for pair in groups.pairs:
         W, V = params[pair.w], params[pair.v]
         sw, sv = np.einsum("ij,ij->i", W, W), np.einsum("ij,ij->j", V, V)
         if not (_squares_ok(sw, W) and _squares_ok(sv, V.T)):
-            return _unit_norms(xp, params, groups, with_bias)
+            return None
         out.append((np.sqrt(sw), np.sqrt(sv)))
     return out
+
+
+def checked_square_norms(new_params: Params, groups: Groups) -> list | None:
+    """The unit norms of the gradient step's results if every element of ``new_params`` is finite, else None.
+
+    Each result is ``θ − η·(∇L + λθ)`` (``λ`` 0 or not, ``η`` finite) in IEEE arithmetic: a NaN or ±inf in
+    θ or ∇L makes it NaN or ±inf (``0·inf`` is NaN, ``inf − inf`` is NaN). The square of such an element is
+    NaN or +inf, and so is every sum that contains it (squares are ≥ 0, so no ``inf − inf``). The unit norms
+    sum the squares of every element of each W (by rows) and V (by columns); every other array gets one dot
+    product. Finite sums therefore prove that θ and ∇L were finite, which spares the two finiteness reads per
+    array of the checked path. None (the caller then runs the checked path, whose checks raise) where an
+    input was not finite, or where finite values overflowed or underflowed in the squares. NumPy arrays of
+    float32/float64 only; the norms are those of :func:`fused_balance_then_prox`'s own path, bit for bit.
+    """
+    norms = _square_sum_norms(new_params, groups)
+    if norms is None:
+        return None
+    paired = {key for pair in groups.pairs for key in (pair.w, pair.v)}
+    for key, p in new_params.items():
+        if key not in paired:
+            flat = p.reshape(-1)
+            if not math.isfinite(np.dot(flat, flat)):
+                return None
+    return norms
 
 
 def _squares_ok(s: Any, rows: Any) -> bool:
