@@ -89,3 +89,12 @@ def test_factorized_layout_gradients_and_rescaling():
     params["block0.layers.1.weight"] = params["block0.layers.1.weight"] * 7.0
     balanced = balance_layers(params, groups)
     assert relative_error(net.predict(balanced, x), net.predict(params, x)) < 1e-12
+
+
+def test_standard_preset_runs_to_convergence_with_a_baseline_lr_sweep():
+    from theory import pathprox_convergence as pc
+
+    standard, full = pc.PRESETS["standard"], pc.PRESETS["full"]
+    assert standard["iterations"] >= 30_000 and standard["window"] >= 10 * standard["eval_every"]
+    assert standard["baseline_lrs"] == full["baseline_lrs"] and standard["seeds"] >= 3
+    assert (full["width"], full["lam"], full["lr"], full["batch_size"]) == (400, 1e-4, 0.3, 200)

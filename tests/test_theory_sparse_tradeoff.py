@@ -83,3 +83,49 @@ def test_every_method_and_optimizer_runs():
     assert {m for _, m in seen} == {"dense", *figure.METHODS}
     assert {o for o, _ in seen} == {"adam", "sgd"}
     assert len({c.seed for c in figure.configs(figure.PRESETS["quick"])}) >= 3
+
+
+def test_standard_preset_is_the_whole_protocol():
+    """9 regularizers, Adam and SGD, >= 3 seeds, alpha a factor 10^0.2 apart in per-optimizer windows, every
+    threshold fine-tuned to a patience rule."""
+    preset = figure.PRESETS["standard"]
+    runs = figure.configs(preset)
+    assert {r.optimizer for r in runs} == {"adam", "sgd"}
+    assert {r.method for r in runs} == {"dense", *figure.METHODS}
+    assert len({r.seed for r in runs}) >= 3
+    assert len(preset["thresholds"]) >= 12
+    for opt in ("adam", "sgd"):
+        for method, alphas in figure._methods(preset, opt).items():
+            steps = np.diff(np.log10(sorted(alphas)))
+            assert len(alphas) >= 5 and np.allclose(steps, 0.2, atol=0.01), (opt, method)
+    assert all(r.finetune_patience < r.finetune_epochs for r in runs)
+
+
+def test_alpha_edge_and_per_optimizer_windows():
+    rows = [_row("l1", a, 0.0, "trained", 0, 0.95, 10) for a in (1e-4, 1e-3, 1e-2)]
+    assert figure._alpha_at_edge(rows, "adam", "l1", 1e-2)
+    assert figure._alpha_at_edge(rows, "adam", "l1", 1e-4)
+    assert not figure._alpha_at_edge(rows, "adam", "l1", 1e-3)
+    preset = {"methods": {"adam": {"l1": [1.0]}, "sgd": {"l1": [2.0]}}}
+    assert figure._methods(preset, "sgd") == {"l1": [2.0]}
+    assert figure._methods({"methods": {"l1": [1.0]}}, "sgd") == {"l1": [1.0]}
+
+
+def test_fit_stops_at_the_patience_rule():
+    """A flat validation objective stops training after ``patience`` epochs (the fine-tuning rule); an improving
+    one runs to the cap."""
+    from refreg import MLP, adam
+
+    cfg = {"batch_size": 50, "rel_tol": 1e-3}
+    net = MLP([4, 3, 2])
+    params = net.init(rng=0, dtype="float64")
+    x = {"train": np.random.default_rng(1).standard_normal((100, 4))}
+    ds = type("DS", (), {"y_train": np.arange(100) % 2})()
+    gen = np.random.default_rng(2)
+    _, fit = figure._fit(net, adam(1e-3), params, ds, x, cfg, gen, 50, 3, lambda p: (1.0, 0.5))
+    assert fit["epochs"] == 3 and fit["converged"]
+    values = iter(np.geomspace(1.0, 1e-3, 60))
+    _, fit = figure._fit(
+        net, adam(1e-3), params, ds, x, cfg, gen, 7, 3, lambda p: (next(values), 0.5)
+    )
+    assert fit["epochs"] == 7 and not fit["converged"]

@@ -1,6 +1,6 @@
 """The figures command line: ``python -m theory figures`` regenerates the figures and result tables.
 
-python -m theory figures [NAME ...] [--preset tiny|quick|full] [--out figures/] [--seeds N] [--workers N]
+python -m theory figures [NAME ...] [--preset tiny|quick|standard|full] [--out figures/] [--seeds N] [--workers N]
                          [--executor local|dask] [--scheduler ADDRESS] [--mnist PATH] [--no-progress]
 python -m theory list
 
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"figures to run (default: all; see `{PROG} list`)",
     )
-    fig.add_argument("--preset", default="quick", choices=["tiny", "quick", "full"])
+    fig.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard", "full"])
     fig.add_argument("--out", default="figures", help="output folder (default: figures/)")
     fig.add_argument(
         "--seeds",

@@ -89,6 +89,14 @@ PRESETS = {
         "eval_every": 200,
         "window": 2000,
     },
+    "standard": {
+        **_COMMON,
+        "width": 64,
+        "baseline_lrs": [0.1, 0.3, 0.6, 1.0],
+        "iterations": 40_000,
+        "eval_every": 500,
+        "window": 5000,
+    },
     "full": {
         **_COMMON,
         "width": 400,
@@ -441,7 +449,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
             0.01,
             0.005,
             f"Deviation from the authors (width 400, 100k iterations): width {c['width']}, cap "
-            f"{c['iterations']} iterations, to fit the quick preset's budget; λ, lr, batch and layout as theirs.",
+            f"{c['iterations']} iterations, to fit this preset's budget; λ, lr, batch and layout as theirs.",
             fontsize=7,
         )
     fig.tight_layout(rect=(0, 0.03, 1, 1))

@@ -13,14 +13,23 @@ Protocol (DeepHoyer's LeNet-300-100 setup, with every choice made on a validatio
   (CE on validation + λ ΣR) has not improved by a relative 1e-3 for ``patience`` epochs, or ``max_epochs``;
   the epoch with the highest validation accuracy is kept (ties: the later epoch);
 - pruning: every weight with ``|w| < t · max|W_l|`` (per tensor) at every ``t`` of a log grid; every distinct mask
-  is fine-tuned for ``finetune_epochs`` with the mask fixed, no regularizer, the epoch of highest validation
-  accuracy kept (the pruned net itself included);
+  is fine-tuned with the mask fixed and no regularizer until the validation cross-entropy has not improved by a
+  relative ``rel_tol`` for ``finetune_patience`` epochs, or ``finetune_epochs``; the epoch of highest
+  validation accuracy is kept (the pruned net itself included);
 - selection: the dense net's (λ = 0, unpruned) seed-mean validation accuracy minus 0.5 or 1 pp is the target;
   per method the (λ, t, pruned-only or fine-tuned) point with the fewest seed-mean nonzeros whose seed-mean
   validation accuracy reaches it is chosen; its per-seed test accuracy and nonzeros are reported with 95%
   t-intervals; the ratio to the best Lp baseline (L1, L2, group lasso) is the geometric mean over seeds of the
   per-seed ratio, with a t-interval on the logs. Dead units and removable weights by
-  ``refreg.sparse.structure`` at every point.
+  ``refreg.sparse.structure`` at every point. How fine the alpha grid is near the chosen point
+  (``alpha_gap_pp``: the largest seed-mean validation step to a neighbouring alpha) and whether the chosen alpha
+  is the end of its window (``alpha_at_edge``: the window may not hold the best alpha) are reported beside it.
+
+Presets: ``quick`` (the 10-minute regeneration) cuts training to 15 epochs, fine-tuning to 2 epochs at 6
+thresholds, alpha to 3 values a factor 2.5 apart, Adam only and 6 of the 9 regularizers; ``standard`` is the
+whole protocol on MNIST-5k (9 regularizers, Adam and SGD, 3 seeds, 14 thresholds, alpha a factor 10^0.2 apart
+in per-optimizer windows placed by a one-seed pilot), about 2 core-hours; ``full`` adds wider windows and a
+fixed 10 fine-tuning epochs (about 6 core-hours; full MNIST with ``--mnist``).
 """
 
 from __future__ import annotations
@@ -65,6 +74,35 @@ ALPHAS = {
 with Adam (10 epochs, pruned at 0.05·max|W|) so that each spans the dense accuracy, the dense − 1 pp target and
 the collapse; the same windows serve SGD."""
 
+STANDARD_WINDOWS = {
+    "adam": {
+        "l1": (15, 21),
+        "l2": (23, 28),
+        "group_lasso": (21, 26),
+        "hoyer": (22, 27),
+        "hoyer_square": (12, 17),
+        "group_hoyer_square": (19, 25),
+        "spatial_entropy": (30, 35),
+        "pooled_entropy": (30, 35),
+        "element_entropy": (32, 37),
+    },
+    "sgd": {
+        "l1": (16, 21),
+        "l2": (23, 28),
+        "group_lasso": (21, 26),
+        "hoyer": (22, 27),
+        "hoyer_square": (9, 14),
+        "group_hoyer_square": (18, 23),
+        "spatial_entropy": (31, 36),
+        "pooled_entropy": (31, 36),
+        "element_entropy": (33, 38),
+    },
+}
+"""The standard preset's alpha windows: inclusive index ranges into ``_GRID`` (a factor 10^0.2 per step), placed
+by a one-seed pilot per optimizer (30-epoch cap, pruned at 0.05·max|W|, 2 fine-tune epochs; alpha every second
+grid point) where the trained net's validation accuracy falls from about the dense net's to about 2-3 pp
+below it, the region that holds the dense − 0.5 pp and − 1 pp targets."""
+
 THRESHOLDS = [1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5]
 TARGET_DROPS = (0.5, 1.0)
 
@@ -108,6 +146,21 @@ PRESETS = {
         "optimizers": ["adam"],
         "seeds": 3,
     },
+    "standard": {
+        **_COMMON,
+        "n_train": 3500,
+        "max_epochs": 100,
+        "patience": 10,
+        "finetune_epochs": 10,
+        "finetune_patience": 3,
+        "thresholds": THRESHOLDS[:-1],
+        "methods": {
+            opt: {m: _GRID[a : b + 1] for m, (a, b) in windows.items()}
+            for opt, windows in STANDARD_WINDOWS.items()
+        },
+        "optimizers": ["adam", "sgd"],
+        "seeds": 3,
+    },
     "full": {
         **_COMMON,
         "n_train": 3500,
@@ -140,12 +193,15 @@ class Run:
     max_epochs: int = 100
     patience: int = 10
     finetune_epochs: int = 10
+    finetune_patience: int = 1_000_000
     thresholds: tuple[float, ...] = tuple(THRESHOLDS)
     mnist: str | None = None
 
 
 def configs(preset: dict, seeds: int | None = None) -> list[Run]:
-    """One config per (seed, optimizer, method, alpha), plus the dense net (alpha = 0) per (seed, optimizer)."""
+    """One config per (seed, optimizer, method, alpha), plus the dense net (alpha = 0) per (seed, optimizer).
+
+    ``preset["methods"]`` maps a method to its alphas, or an optimizer to such a map (per-optimizer windows)."""
     n_seeds = preset["seeds"] if seeds is None else seeds
     keys = ("batch_size", "momentum", "rel_tol", "mnist", "n_train", "max_epochs")
     keys += ("patience", "finetune_epochs")
@@ -155,10 +211,16 @@ def configs(preset: dict, seeds: int | None = None) -> list[Run]:
             common = {k: preset[k] for k in keys} | {"seed": seed, "optimizer": opt}
             common |= {"hidden": tuple(preset["hidden"]), "thresholds": tuple(preset["thresholds"])}
             common |= {"lr": preset["lr"][opt], "finetune_lr": preset["finetune_lr"][opt]}
+            common["finetune_patience"] = preset.get("finetune_patience", Run.finetune_patience)
             out.append(Run(method="dense", alpha=0.0, **common))
-            for method, alphas in preset["methods"].items():
+            for method, alphas in _methods(preset, opt).items():
                 out += [Run(method=method, alpha=float(a), **common) for a in alphas]
     return out
+
+
+def _methods(preset: dict, optimizer: str) -> dict[str, list[float]]:
+    methods = preset["methods"]
+    return methods[optimizer] if optimizer in methods else methods
 
 
 def _dataset(config: dict) -> data.TrainValTest:
@@ -275,11 +337,21 @@ def run(config: Run) -> dict:
         if key not in seen:  # a mask equal to the previous threshold's is fine-tuned once
             opt = sparse.masked(_optimizer(config, config["finetune_lr"]), masks)
             tuned, ft = _fit(
-                net, opt, pruned, ds, x, config, gen, config["finetune_epochs"], 10**9, val_ce
+                net,
+                opt,
+                pruned,
+                ds,
+                x,
+                config,
+                gen,
+                config["finetune_epochs"],
+                config["finetune_patience"],
+                val_ce,
             )
             seen[key] = {
                 **_point(net, tuned, ds, x, names),
                 "finetune_best_epoch": ft["best_epoch"],
+                "finetune_epochs": ft["epochs"],
             }
         result["points"].append({"threshold": t, "pruned": pruned_point, "finetuned": seen[key]})
     result["seconds"] = time.process_time() - t0
@@ -364,6 +436,12 @@ def _alpha_gap(rows, opt, method, alpha) -> float | None:
     return max(steps) if steps else None
 
 
+def _alpha_at_edge(rows, opt, method, alpha) -> bool:
+    """Whether ``alpha`` is the smallest or largest alpha run for (opt, method): the window may end too soon."""
+    alphas = {r["alpha"] for r in rows if r["optimizer"] == opt and r["method"] == method}
+    return len(alphas) > 1 and alpha in (min(alphas), max(alphas))
+
+
 def _headline(rows, opts, methods) -> list[dict]:
     out = []
     for opt in opts:
@@ -384,9 +462,9 @@ def _headline(rows, opts, methods) -> list[dict]:
                     for k in ("nnz", "test_acc", "nnz_effective", "dead_units", "dead_inputs"):
                         row[k], row[f"{k}_ci"] = _ci(s[k])
                     row |= {"alpha": s["alpha"], "threshold": s["threshold"], "stage": s["stage"]}
-                    row["alpha_gap_pp"] = (
-                        None if m == "dense" else _alpha_gap(rows, opt, m, s["alpha"])
-                    )
+                    dense = m == "dense"
+                    row["alpha_gap_pp"] = None if dense else _alpha_gap(rows, opt, m, s["alpha"])
+                    row["alpha_at_edge"] = not dense and _alpha_at_edge(rows, opt, m, s["alpha"])
                     row["best_lp"] = best_lp
                     if best_lp is not None:
                         logs = np.log(np.asarray(s["nnz"]) / np.asarray(sel[best_lp]["nnz"]))
@@ -484,6 +562,9 @@ def _summary_rows(preset, head, n_seeds) -> list[dict]:
                 text += (
                     f" ({h['ratio_to_best_lp']:.2f}x [{h['ratio_lo']:.2f}, {h['ratio_hi']:.2f}])"
                 )
+            if h.get("alpha_gap_pp") is not None:
+                edge = ", window edge" if h.get("alpha_at_edge") else ""
+                text += f" [α {h['alpha']:.3g}, step {h['alpha_gap_pp']:.1f} pp{edge}]"
             parts.append(text)
         out.append(
             {
@@ -496,8 +577,8 @@ def _summary_rows(preset, head, n_seeds) -> list[dict]:
                 "measured": (
                     f"target {100 * h0['target_val_acc']:.2f}% validation (dense test "
                     f"{100 * h0['dense_test_acc']:.2f} ± {100 * h0['dense_test_ci']:.2f}%); nonzeros "
-                    "(mean ± 95% CI; ratio to the best Lp baseline, geometric mean [95% CI]): "
-                    + "; ".join(parts)
+                    "(mean ± 95% CI; ratio to the best Lp baseline, geometric mean [95% CI]; [chosen α, "
+                    "largest validation step to a neighbouring α]): " + "; ".join(parts)
                 ),
             }
         )
