@@ -564,7 +564,7 @@ def _summary_rows(preset, head, n_seeds) -> list[dict]:
                 )
             if h.get("alpha_gap_pp") is not None:
                 edge = ", window edge" if h.get("alpha_at_edge") else ""
-                text += f" [α {h['alpha']:.3g}, step {h['alpha_gap_pp']:.1f} pp{edge}]"
+                text += f" [λ {h['alpha']:.3g}, step {h['alpha_gap_pp']:.1f} pp{edge}]"
             parts.append(text)
         out.append(
             {
@@ -577,8 +577,8 @@ def _summary_rows(preset, head, n_seeds) -> list[dict]:
                 "measured": (
                     f"target {100 * h0['target_val_acc']:.2f}% validation (dense test "
                     f"{100 * h0['dense_test_acc']:.2f} ± {100 * h0['dense_test_ci']:.2f}%); nonzeros "
-                    "(mean ± 95% CI; ratio to the best Lp baseline, geometric mean [95% CI]; [chosen α, "
-                    "largest validation step to a neighbouring α]): " + "; ".join(parts)
+                    "(mean ± 95% CI; ratio to the best Lp baseline, geometric mean [95% CI]; [chosen λ, "
+                    "largest validation step to a neighbouring λ]): " + "; ".join(parts)
                 ),
             }
         )
