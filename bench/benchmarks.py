@@ -6,6 +6,7 @@ Everything runs float32 on the threads the process has (NumPy's BLAS and PyTorch
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -319,7 +320,7 @@ def pathprox_overhead(quick=False) -> Comparison:
 
 def spatial_entropy_cost(batch=128, quick=False) -> Comparison:
     """Value + gradient of the spatial entropy of every weight matrix over one forward + backward pass."""
-    from refreg.sparse import penalty
+    from refreg.sparse import _accel, penalty
 
     net = MLP([784, 300, 100, 10])
     params = net.init(rng=0, dtype="float32")
@@ -330,6 +331,12 @@ def spatial_entropy_cost(batch=128, quick=False) -> Comparison:
         "element_entropy": lambda: penalty(params, "element_entropy", 1e-3),
         "l1": lambda: penalty(params, "l1", 1e-3),
     }
+    if (
+        _accel.enabled()
+    ):  # numba (the 'fast' extra) is installed: "spatial_entropy" runs its kernels
+        variants["spatial_entropy_numpy_only"] = lambda: _numpy_only(
+            lambda: penalty(params, "spatial_entropy", 1e-3)
+        )
     return compare(
         f"sparse penalty value+grad / forward+backward, MLP 784-300-100-10, batch {batch}",
         variants,
@@ -337,6 +344,17 @@ def spatial_entropy_cost(batch=128, quick=False) -> Comparison:
         repeats=20 if quick else 60,
         target="spatial_entropy <= 0.25",
     )
+
+
+def _numpy_only(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with refreg's optional numba kernels switched off (the NumPy reference lines)."""
+    from refreg.sparse import _accel
+
+    previous = _accel.set_enabled(False)
+    try:
+        return fn()
+    finally:
+        _accel.set_enabled(previous)
 
 
 def peak_memory(quick=False) -> Comparison:

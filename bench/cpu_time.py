@@ -178,14 +178,34 @@ def regularizer_ratios() -> dict[str, float]:
         variants[name] = lambda opt=opt, state=state: opt.update(grads, state, params)
     variants["forward+backward"] = lambda: net.value_and_grad(params, x, y)
     variants["spatial entropy"] = lambda: penalty(params, "spatial_entropy", 1e-3)
+    kernels = _numba_kernels()
+    if (
+        kernels is not None
+    ):  # with numba installed "spatial entropy" runs refreg's kernels; time both
+        variants["NumPy only"] = lambda: kernels(lambda: penalty(params, "spatial_entropy", 1e-3))
     times = _rounds(variants, 150)
-    return {
+    out = {
         "PathProx sphere / SGD": _ratio(times, "sphere", "sgd"),
         "PathProx joint / SGD": _ratio(times, "joint", "sgd"),
         "spatial entropy value+grad / forward+backward": _ratio(
             times, "spatial entropy", "forward+backward"
         ),
     }
+    if kernels is not None:
+        out["spatial entropy, NumPy only / forward+backward"] = _ratio(
+            times, "NumPy only", "forward+backward"
+        )
+    return out
+
+
+def _numba_kernels() -> Callable[[Callable[[], object]], object] | None:
+    """A runner of ``fn()`` without refreg's numba kernels, or None where they are absent (older trees too)."""
+    try:
+        from bench.benchmarks import _numpy_only
+        from refreg.sparse import _accel
+    except ImportError:
+        return None
+    return _numpy_only if _accel.enabled() else None
 
 
 def main() -> None:

@@ -168,6 +168,10 @@ def test_times_sign_is_bitwise_g_times_sign(pair):
 
 def test_spatial_entropy_sign_speed_path_is_bitwise_the_plain_product(monkeypatch):
     import refreg.sparse.entropy as entropy
+    from refreg.sparse import _accel
+
+    # the NumPy lines (with numba installed the kernels would replace the XOR; tests/test_sparse_accel.py)
+    monkeypatch.setitem(_accel._STATE, "enabled", False)
 
     rng = np.random.default_rng(5)
     Ws = [rng.standard_normal((13, 9)).astype(np.float32), rng.standard_normal((9, 4))]
@@ -175,9 +179,9 @@ def test_spatial_entropy_sign_speed_path_is_bitwise_the_plain_product(monkeypatc
     for dtype in (np.float32, np.float64):
         ws = [W.astype(dtype) for W in Ws]
         fast = reg._compute(np, ws, need_grad=True)
-        monkeypatch.setattr(entropy, "_times_sign", lambda xp, g, W, nz: g * xp.sign(W))
-        plain = reg._compute(np, ws, need_grad=True)
-        monkeypatch.undo()
+        with monkeypatch.context() as m:
+            m.setattr(entropy, "_times_sign", lambda xp, g, W, nz: g * xp.sign(W))
+            plain = reg._compute(np, ws, need_grad=True)
         assert _bits(np.asarray(fast[0])).tobytes() == _bits(np.asarray(plain[0])).tobytes()
         for f, p in zip(fast[1], plain[1], strict=True):
             np.testing.assert_array_equal(_bits(f), _bits(p))
