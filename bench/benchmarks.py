@@ -320,7 +320,8 @@ def pathprox_overhead(quick=False) -> Comparison:
 
 def spatial_entropy_cost(batch=128, quick=False) -> Comparison:
     """Value + gradient of the spatial entropy of every weight matrix over one forward + backward pass."""
-    from refreg.sparse import _accel, penalty
+    from refreg import _numba
+    from refreg.sparse import penalty
 
     net = MLP([784, 300, 100, 10])
     params = net.init(rng=0, dtype="float32")
@@ -332,7 +333,7 @@ def spatial_entropy_cost(batch=128, quick=False) -> Comparison:
         "l1": lambda: penalty(params, "l1", 1e-3),
     }
     if (
-        _accel.enabled()
+        _numba.enabled()
     ):  # numba (the 'fast' extra) is installed: "spatial_entropy" runs its kernels
         variants["spatial_entropy_numpy_only"] = lambda: _numpy_only(
             lambda: penalty(params, "spatial_entropy", 1e-3)
@@ -348,13 +349,13 @@ def spatial_entropy_cost(batch=128, quick=False) -> Comparison:
 
 def _numpy_only(fn: Callable[[], Any]) -> Any:
     """``fn()`` with refreg's optional numba kernels switched off (the NumPy reference lines)."""
-    from refreg.sparse import _accel
+    from refreg import _numba
 
-    previous = _accel.set_enabled(False)
+    previous = _numba.set_enabled(False)
     try:
         return fn()
     finally:
-        _accel.set_enabled(previous)
+        _numba.set_enabled(previous)
 
 
 def peak_memory(quick=False) -> Comparison:

@@ -202,10 +202,10 @@ def _numba_kernels() -> Callable[[Callable[[], object]], object] | None:
     """A runner of ``fn()`` without refreg's numba kernels, or None where they are absent (older trees too)."""
     try:
         from bench.benchmarks import _numpy_only
-        from refreg.sparse import _accel
+        from refreg import _numba
     except ImportError:
         return None
-    return _numpy_only if _accel.enabled() else None
+    return _numpy_only if _numba.enabled() else None
 
 
 def main() -> None:

@@ -6,11 +6,15 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refreg.nn import MLP
 from refreg.optim import cosine
 from refreg.pathprox import pair_groups, pathprox, sgd_weight_decay
 from refreg.pathprox.fused import fused_balance_then_prox
+from refreg.pathprox.unchecked import unchecked_update
 from refreg.testing import relative_error
 
 
@@ -64,7 +68,7 @@ def _checked_update(opt, grads, state, params):
 )
 @pytest.mark.parametrize("sizes", [[6, 7, 5, 6, 4, 3], [5, 9, 3], [6, 7, 5, 6, 3]])
 def test_update_is_bitwise_the_checked_update(prox, layer_balance, dtype, scale, sizes):
-    """update() takes its finiteness checks from the unit norms (refreg.pathprox.fused.checked_square_norms):
+    """update() takes its finiteness checks from the unit norms (refreg.pathprox.unchecked):
     its results are the checked path's, bit for bit, step after step (also where squares underflow and the
     checked path takes over)."""
     net = MLP(sizes)
@@ -79,7 +83,7 @@ def test_update_is_bitwise_the_checked_update(prox, layer_balance, dtype, scale,
         grads = {k: (scale * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
         new, new_state = opt.update(grads, state, params)
         ref, ref_state = _checked_update(opt, grads, state, params)
-        taken = opt._unchecked_step(grads, state, params) is not None
+        taken = unchecked_update(opt, grads, state, params) is not None
         assert taken == (
             scale == 1.0
         )  # else squares underflow or overflow: the checked path takes over
@@ -99,7 +103,7 @@ def test_update_when_squares_overflow_is_the_checked_update(prox, dtype, scale):
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     opt = pathprox(0.1, 1e-3, groups=pair_groups(net), prox=prox)
     state = opt.init(params)
-    assert opt._unchecked_step(grads, state, params) is None
+    assert unchecked_update(opt, grads, state, params) is None
     new, _ = opt.update(grads, state, params)
     ref, _ = _checked_update(opt, grads, state, params)
     for key in params:
@@ -129,3 +133,67 @@ def test_update_raises_the_checked_error_for_non_finite_input(prox, where, key, 
     for k, (p, g) in before.items():
         assert np.array_equal(params[k], p, equal_nan=True)
         assert np.array_equal(grads[k], g, equal_nan=True)
+
+
+@pytest.mark.parametrize("prox", ["sphere", "joint"])
+@pytest.mark.parametrize("momentum, regularize_bias", [(0.0, False), (0.9, False), (0.0, True)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sizes", [[6, 7, 5, 6, 4, 3], [5, 9, 3], [6, 7, 5, 6, 3]])
+def test_update_with_numba_kernels_is_bitwise_the_numpy_update(
+    prox, momentum, regularize_bias, dtype, sizes
+):
+    """The optional numba kernels (refreg.pathprox._accel) change no bit of the update."""
+    pytest.importorskip("numba", reason="numba (the optional 'fast' extra) is not installed")
+    from refreg import _numba
+
+    net = MLP(sizes)
+    rng = np.random.default_rng(11)
+    opt = pathprox(
+        cosine(0.3, 20), 0.05, groups=pair_groups(net), prox=prox, momentum=momentum,
+        regularize_bias=regularize_bias,
+    )  # fmt: skip
+    start = {k: v.astype(dtype) for k, v in net.init(rng=4).items()}
+    runs = []
+    for flag in (True, False):
+        previous = _numba.set_enabled(flag)
+        try:
+            params, state, rng = start, opt.init(start), np.random.default_rng(11)
+            for _ in range(4):
+                g = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+                params, state = opt.update(g, state, params)
+        finally:
+            _numba.set_enabled(previous)
+        runs.append(params)
+    for key in start:
+        assert np.array_equal(
+            runs[0][key].view(f"u{runs[0][key].itemsize}"),
+            runs[1][key].view(f"u{runs[1][key].itemsize}"),
+        ), key
+
+
+@given(
+    st.sampled_from(["float32", "float64"]).flatmap(
+        lambda d: hnp.arrays(
+            d,
+            st.integers(1, 40).map(lambda n: (2, n)),
+            elements=st.one_of(
+                st.sampled_from([0.0, 1e-6, 0.5, 1.0, 2.0]),
+                st.floats(0, 2.0**100, width=8 * np.dtype(d).itemsize),
+            ),
+        )
+    ),
+    st.sampled_from([0.0, 1e-6, 0.01, 0.3, 0.5, 0.999]),
+)
+def test_host_norm_product_factors_are_bitwise_the_reference(norms, tau):
+    """The fused update's NumPy factors of the joint prox equal prox._norm_product_factors bit for bit,
+    ties (a = τb), zero norms and both-zero units included."""
+    from refreg.pathprox.fused import _host_norm_product_factors
+    from refreg.pathprox.prox import _norm_product_factors
+
+    alpha, beta = norms[0], norms[1]
+    beta[::3] = (tau * alpha[::3]).astype(alpha.dtype)  # ties with the cone's edge
+    for a, b in ((alpha, beta), (beta, alpha)):
+        got, ref = _host_norm_product_factors(a, b, tau), _norm_product_factors(np, a, b, tau)
+        for x, y in zip(got, ref, strict=True):
+            assert x.dtype == y.dtype
+            assert np.array_equal(x.view(f"u{x.itemsize}"), y.view(f"u{y.itemsize}"))

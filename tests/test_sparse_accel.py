@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from refreg import _numba
 from refreg.sparse import _accel, penalty
 from refreg.sparse.entropy import SpatialEntropy
 
@@ -20,9 +21,9 @@ pytest.importorskip("numba", reason="numba (the optional 'fast' extra) is not in
 @pytest.fixture
 def switch():
     """``switch(flag)`` sets the kernels on or off for one test."""
-    previous = _accel.set_enabled(True)
-    yield _accel.set_enabled
-    _accel.set_enabled(previous)
+    previous = _numba.set_enabled(True)
+    yield _numba.set_enabled
+    _numba.set_enabled(previous)
 
 
 def _bits(a):
@@ -54,12 +55,12 @@ def _both(switch, fn):
     )
 )
 def test_spatial_entropy_kernels_are_bitwise_the_numpy_lines(Ws):
-    previous = _accel.set_enabled(True)
+    previous = _numba.set_enabled(True)
     try:
         assert _accel.usable(np, Ws)
-        fast, plain = _both(_accel.set_enabled, lambda: SpatialEntropy()._compute(np, Ws, True))
+        fast, plain = _both(_numba.set_enabled, lambda: SpatialEntropy()._compute(np, Ws, True))
     finally:
-        _accel.set_enabled(previous)
+        _numba.set_enabled(previous)
     assert _bits(fast[0]) == _bits(plain[0])
     for f, p in zip(fast[1], plain[1], strict=True):
         assert f.dtype == p.dtype and f.shape == p.shape and _bits(f) == _bits(p)
@@ -108,4 +109,4 @@ def test_kernels_skip_what_they_do_not_cover(switch):
     assert not _accel.usable(np, [W[:, ::2]])  # not C-contiguous: the NumPy lines
     assert not _accel.usable(np, [W.astype(np.float16)])
     switch(False)
-    assert not _accel.usable(np, [W]) and not _accel.enabled()
+    assert not _accel.usable(np, [W]) and not _numba.enabled()

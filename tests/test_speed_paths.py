@@ -168,10 +168,10 @@ def test_times_sign_is_bitwise_g_times_sign(pair):
 
 def test_spatial_entropy_sign_speed_path_is_bitwise_the_plain_product(monkeypatch):
     import refreg.sparse.entropy as entropy
-    from refreg.sparse import _accel
+    from refreg import _numba
 
     # the NumPy lines (with numba installed the kernels would replace the XOR; tests/test_sparse_accel.py)
-    monkeypatch.setitem(_accel._STATE, "enabled", False)
+    monkeypatch.setitem(_numba._STATE, "enabled", False)
 
     rng = np.random.default_rng(5)
     Ws = [rng.standard_normal((13, 9)).astype(np.float32), rng.standard_normal((9, 4))]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, NamedTuple
-
-import numpy as np
 
 from refreg._validation import (
     check_bool,
@@ -20,7 +18,7 @@ from refreg.io import register_state
 from refreg.optim.schedules import Schedule, current_lr
 from refreg.optim.state_checks import check_state_matches
 from refreg.pathprox.balance import _check_chain
-from refreg.pathprox.fused import checked_square_norms, fused_balance_then_prox
+from refreg.pathprox.fused import fused_balance_then_prox
 from refreg.pathprox.groups import (
     Groups,
     Params,
@@ -29,6 +27,7 @@ from refreg.pathprox.groups import (
     check_groups,
 )
 from refreg.pathprox.reference import balance_then_prox
+from refreg.pathprox.unchecked import unchecked_update
 
 
 @register_state("PathProxState")
@@ -40,7 +39,6 @@ class PathProxState(NamedTuple):
 
 
 _PROX = ("sphere", "joint", "none")
-_HOST_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,8 @@ class PathProx:
     equal up to rounding); on NumPy without momentum it takes the finiteness checks from the unit norms
     (bitwise the same results). Use :func:`pathprox` and :func:`sgd_weight_decay` to build one.
     """
+
+    state_type = PathProxState  # not a field: the state class, for refreg.pathprox.unchecked
 
     lr: float | Schedule
     lam: float
@@ -93,6 +93,10 @@ class PathProx:
         buffers = {k: xp.zeros_like(p) for k, p in params.items()} if self.momentum else {}
         return PathProxState(step=0, momentum_buffer=buffers)
 
+    @cached_property
+    def _decayed_set(self) -> frozenset[str]:
+        return frozenset(self._decayed_keys())
+
     def _decayed_keys(self) -> list[str]:
         keys = list(self.groups.other)
         if self.prox == "none":
@@ -112,54 +116,10 @@ class PathProx:
         """
         # 1. θ ← θ − η·(∇L + λ·θ_decayed); 2–3. layer balance, then the prox with τ = λη: one rescaling per
         # array (refreg.pathprox.fused)
-        new_params = self._unchecked_step(grads, state, params)
+        new_params = unchecked_update(self, grads, state, params)
         if new_params is not None:
             return new_params, PathProxState(step=state.step + 1, momentum_buffer={})
         return self._step(grads, state, params, fused_balance_then_prox)
-
-    def _unchecked_step(
-        self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any]
-    ) -> Params | None:
-        """:meth:`update`'s result without the finiteness reads, bit for bit, or None: then the checked
-        :meth:`_step` runs and raises what it would have raised.
-
-        The structure (keys, shapes, dtypes, state, chain) is checked first; any error there also returns None,
-        so errors come in the checked path's order. The gradient step then runs on every array, and
-        :func:`~refreg.pathprox.fused.checked_square_norms` proves from the unit norms of its results that θ
-        and ∇L were finite (its docstring); the balance and prox follow as in the checked path. NumPy float32
-        and float64 arrays, momentum 0, ``prox`` sphere or joint, no ``regularize_bias``: else None.
-        """
-        if self.momentum or self.prox == "none" or self.regularize_bias:
-            return None
-        if not (
-            isinstance(params, dict) and isinstance(grads, dict) and grads.keys() == params.keys()
-        ):
-            return None
-        for key, p in params.items():
-            g = grads[key]
-            if not (
-                type(p) is np.ndarray and type(g) is np.ndarray and p.dtype in _HOST_FLOATS
-                and g.dtype == p.dtype and g.shape == p.shape
-            ):  # fmt: skip
-                return None
-        try:
-            xp = check_groups(params, self.groups)
-            check_state_matches(state, {}, PathProxState, "momentum_buffer")
-            if self.layer_balance:
-                _check_chain(params, self.groups)
-            lr = current_lr(self.lr, state.step)
-        except (TypeError, ValueError, ArithmeticError):
-            return None
-        # a NaN or inf only sends us to the checked path; it must not warn here first
-        with np.errstate(over="ignore", invalid="ignore"):
-            new_params, _ = self._gradient_step(xp, grads, state, params, lr)
-            norms = checked_square_norms(new_params, self.groups)
-        if norms is None:
-            return None
-        return fused_balance_then_prox(
-            xp, new_params, self.groups, self.lam * lr, prox=self.prox,
-            balance=self.layer_balance, regularize_bias=False, norms=norms,
-        )  # fmt: skip
 
     def reference_update(
         self, grads: Mapping[str, Any], state: PathProxState, params: Mapping[str, Any]

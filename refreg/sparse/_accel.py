@@ -4,7 +4,7 @@
 float32 matrix most of its time is five elementwise passes that NumPy cannot fuse (docs/performance.md):
 ``max|W|`` (two reductions), ``a = |W|·2^-e`` and ``min(a)`` (three passes), and the gradient
 ``(A_i + B_j)·sign(w_ij)`` (an outer sum whose 300 rows each cost a ufunc call, then the sign). With numba
-installed these become three compiled loops:
+installed (:mod:`refreg._numba`) these become three compiled loops:
 
 - :func:`max_abs`: ``max|W|`` as the largest bit pattern of ``|w|`` (an integer maximum, which vectorises;
   for non-negative floats the bit patterns are ordered as the values). A NaN or inf returns None and the
@@ -14,25 +14,23 @@ installed these become three compiled loops:
 - :func:`outer_times_sign`: ``g_ij = (A_i + B_j)·sign(w_ij)`` with NumPy's ``sign`` (``±1``, and ``+0`` for
   ``±0``): one addition and one multiplication per element, in the dtype of W, as the NumPy lines.
 
-Each kernel does the same IEEE operations on the same operands as the NumPy code it replaces (no fast-math,
-no reassociation, sums left to BLAS as before), so results are equal bit for bit;
-``tests/test_sparse_accel.py`` checks that on hypothesis-drawn matrices with zeros, ``-0.0``, subnormals and
-extreme scales. They run only on C-contiguous NumPy float32/float64 matrices, when numba imports and
-``REFREG_NUMBA`` is not ``0``; :func:`set_enabled` switches them off and on (the benchmark times both).
+Each kernel does the same IEEE operations on the same operands as the NumPy code it replaces (sums left to
+BLAS as before), so results are equal bit for bit; ``tests/test_sparse_accel.py`` checks that on
+hypothesis-drawn matrices with zeros, ``-0.0``, subnormals and extreme scales. They run only on C-contiguous
+NumPy float32/float64 matrices.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
+from refreg import _numba
 from refreg._pow2 import Pow2Scale
 
-__all__ = ["abs_scaled", "enabled", "max_abs", "outer_times_sign", "set_enabled", "usable"]
+__all__ = ["abs_scaled", "max_abs", "outer_times_sign", "usable"]
 
-_STATE: dict[str, Any] = {"enabled": os.environ.get("REFREG_NUMBA", "1") != "0", "kernels": None}
 # per float dtype: the integer view, the mask that clears the sign bit, the smallest non-finite pattern
 _BITS = {
     np.dtype(np.float32): (np.int32, np.int32(0x7FFFFFFF), 0x7F800000),
@@ -40,23 +38,10 @@ _BITS = {
 }
 
 
-def set_enabled(flag: bool) -> bool:
-    """Use the numba kernels (when numba imports) or not; returns the previous setting."""
-    previous = _STATE["enabled"]
-    _STATE["enabled"] = bool(flag)
-    return previous
-
-
-def enabled() -> bool:
-    """True when the kernels are switched on and numba imports (compiles nothing yet)."""
-    return _STATE["enabled"] and _kernels() is not None
-
-
 def usable(xp: Any, Ws: list[Any]) -> bool:
-    """The kernels apply: enabled, NumPy, and every matrix a C-contiguous float32/float64 ndarray."""
+    """The kernels apply: numba on, NumPy, and every matrix a C-contiguous float32/float64 ndarray."""
     return (
         xp is np
-        and _STATE["enabled"]
         and all(type(W) is np.ndarray and W.dtype in _BITS and W.flags.c_contiguous for W in Ws)
         and _kernels() is not None
     )
@@ -89,20 +74,10 @@ def outer_times_sign(A: Any, B: Any, W: Any) -> Any:
 
 
 def _kernels() -> dict[str, Any] | None:
-    """The compiled kernels, built on first use; None when numba does not import."""
-    if _STATE["kernels"] is None:
-        try:
-            import numba
-        except ImportError:
-            _STATE["kernels"] = {}
-        else:
-            _STATE["kernels"] = _build(numba)
-    return _STATE["kernels"] or None
+    return _numba.kernels(_build)
 
 
-def _build(numba: Any) -> dict[str, Any]:
-    jit = numba.njit(cache=True, nogil=True)
-
+def _build(jit: Any) -> dict[str, Any]:
     @jit
     def max_bits(bits, mask):  # pragma: no cover (compiled)
         m = bits.dtype.type(0)

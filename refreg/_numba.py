@@ -1,0 +1,50 @@
+"""refreg's optional compiled kernels (numba, the ``fast`` extra): the switch and the lazy compiler.
+
+The NumPy code is refreg's reference everywhere. A few speed paths have a numba twin that performs the same
+IEEE operations on the same operands in the same order (no fast-math, no reassociation, so no fused
+multiply-add), hence equal results bit for bit; each is tested against its NumPy lines and skipped without
+numba. They run when numba imports and ``REFREG_NUMBA`` is not ``0``; :func:`set_enabled` switches them
+off and on at run time (the benchmarks time both). Kernels are compiled on first use and cached on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["enabled", "kernels", "set_enabled"]
+
+_STATE: dict[str, Any] = {"enabled": os.environ.get("REFREG_NUMBA", "1") != "0", "numba": None}
+_BUILT: dict[Callable, dict[str, Any]] = {}
+
+
+def set_enabled(flag: bool) -> bool:
+    """Use the numba kernels (when numba imports) or not; returns the previous setting."""
+    previous = _STATE["enabled"]
+    _STATE["enabled"] = bool(flag)
+    return previous
+
+
+def _module() -> Any:
+    if _STATE["numba"] is None:
+        try:
+            import numba
+        except ImportError:
+            numba = False
+        _STATE["numba"] = numba
+    return _STATE["numba"]
+
+
+def enabled() -> bool:
+    """True when the kernels are switched on and numba imports."""
+    return bool(_STATE["enabled"] and _module())
+
+
+def kernels(build: Callable[[Callable], dict[str, Any]]) -> dict[str, Any] | None:
+    """``build(jit)``'s kernels, compiled once, or None when switched off or without numba."""
+    if not enabled():
+        return None
+    if build not in _BUILT:
+        _BUILT[build] = build(_module().njit(cache=True, nogil=True))
+    return _BUILT[build]
