@@ -309,6 +309,11 @@ def pathprox_overhead(quick=False) -> Comparison:
         grads,
         params,
     )
+    from refreg import _numba
+
+    if _numba.enabled():  # numba (the 'fast' extra) is installed: the PathProx rows run its kernels
+        for key in ("pathprox_sphere", "pathprox_joint"):
+            variants[f"{key}_numpy_only"] = lambda fn=variants[key]: _numpy_only(fn)
     return compare(
         "PathProx / SGD update, MLP 784-300-100-10",
         variants,

@@ -115,6 +115,12 @@ def machine_info() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         info["torch"] = None
+    try:  # refreg's optional kernels (the 'fast' extra) run in the refreg rows when numba is there and on
+        from refreg import _numba
+
+        info["numba"] = _numba.version() if _numba.enabled() else None
+    except ImportError:  # a refreg tree from before the kernels
+        info["numba"] = None
     return info
 
 
@@ -142,6 +148,11 @@ def markdown_table(comparisons: list[Comparison], info: dict) -> str:
             f", PyTorch {info['torch']} ({info.get('torch_threads')} threads)"
             if info.get("torch")
             else ""
+        )
+        + (
+            f", numba {info['numba']} (refreg's optional kernels on; *_numpy_only rows without)"
+            if info.get("numba")
+            else ", without numba (refreg's NumPy code only)"
         )
         + ".\n",
         "",

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["enabled", "kernels", "set_enabled"]
+__all__ = ["enabled", "kernels", "set_enabled", "version"]
 
 _STATE: dict[str, Any] = {"enabled": os.environ.get("REFREG_NUMBA", "1") != "0", "numba": None}
 _BUILT: dict[Callable, dict[str, Any]] = {}
@@ -39,6 +39,11 @@ def _module() -> Any:
 def enabled() -> bool:
     """True when the kernels are switched on and numba imports."""
     return bool(_STATE["enabled"] and _module())
+
+
+def version() -> str | None:
+    """numba's version, or None when it does not import."""
+    return _module().__version__ if _module() else None
 
 
 def kernels(build: Callable[[Callable], dict[str, Any]]) -> dict[str, Any] | None:
