@@ -48,8 +48,11 @@ def version() -> str | None:
 
 def kernels(build: Callable[[Callable], dict[str, Any]]) -> dict[str, Any] | None:
     """``build(jit)``'s kernels, compiled once, or None when switched off or without numba."""
-    if not enabled():
+    if not _STATE["enabled"]:
         return None
-    if build not in _BUILT:
-        _BUILT[build] = build(_module().njit(cache=True, nogil=True))
-    return _BUILT[build]
+    built = _BUILT.get(build)  # the common case first: this runs a few times per regularizer call
+    if built is None:
+        if not _module():
+            return None
+        built = _BUILT[build] = build(_module().njit(cache=True, nogil=True))
+    return built
