@@ -86,8 +86,8 @@ def test_every_method_and_optimizer_runs():
 
 
 def test_standard_preset_is_the_whole_protocol():
-    """9 regularizers, Adam and SGD, >= 3 seeds, alpha a factor 10^0.2 apart in per-optimizer windows, every
-    threshold fine-tuned to a patience rule."""
+    """9 regularizers, Adam and SGD, >= 3 seeds, alpha a factor 10^0.2 apart in per-optimizer windows (10^0.1
+    where refined), every threshold fine-tuned to a patience rule."""
     preset = figure.PRESETS["standard"]
     runs = figure.configs(preset)
     assert {r.optimizer for r in runs} == {"adam", "sgd"}
@@ -96,8 +96,12 @@ def test_standard_preset_is_the_whole_protocol():
     assert len(preset["thresholds"]) >= 12
     for opt in ("adam", "sgd"):
         for method, alphas in figure._methods(preset, opt).items():
-            steps = np.diff(np.log10(sorted(alphas)))
-            assert len(alphas) >= 5 and np.allclose(steps, 0.2, atol=0.01), (opt, method)
+            steps = np.round(np.diff(np.log10(sorted(alphas))), 2)
+            assert len(alphas) >= 5 and set(steps) <= {0.1, 0.2}, (opt, method)
+    # the half steps sit on both sides of a window point (refining it), never outside the 10^0.1 lattice
+    for opt, refine in figure.STANDARD_REFINE.items():
+        for method, exponents in refine.items():
+            assert all(e % 2 for e in exponents), (opt, method)
     assert all(r.finetune_patience < r.finetune_epochs for r in runs)
 
 

@@ -28,7 +28,8 @@ Protocol (DeepHoyer's LeNet-300-100 setup, with every choice made on a validatio
 Presets: ``quick`` (the 10-minute regeneration) cuts training to 15 epochs, fine-tuning to 2 epochs at 6
 thresholds, alpha to 3 values a factor 2.5 apart, Adam only and 6 of the 9 regularizers; ``standard`` is the
 whole protocol on MNIST-5k (9 regularizers, Adam and SGD, 3 seeds, 13 thresholds, alpha a factor 10^0.2 apart
-in per-optimizer windows placed by a one-seed pilot), about 2 core-hours; ``full`` adds wider windows and a
+in per-optimizer windows placed by a one-seed pilot, 10^0.1 apart where a first pass chose a lambda with a
+validation step of 0.5 pp or more), 399 runs, about 3 core-hours; ``full`` adds wider windows and a
 fixed 10 fine-tuning epochs (546 runs of 31-35 core-seconds measured: about 5 core-hours; full MNIST with ``--mnist``).
 """
 
@@ -103,6 +104,35 @@ by a one-seed pilot per optimizer (30-epoch cap, pruned at 0.05·max|W|, 2 fine-
 grid point) where the trained net's validation accuracy falls from about the dense net's to about 2-3 pp
 below it, the region that holds the dense − 0.5 pp and − 1 pp targets."""
 
+STANDARD_REFINE = {
+    "adam": {
+        "l1": (-31, -33),
+        "l2": (-19, -17),
+        "group_lasso": (-25, -23),
+        "hoyer": (-17, -15),
+        "spatial_entropy": (-5, -3),
+        "pooled_entropy": (-5, -3),
+    },
+    "sgd": {
+        "l1": (-31, -29),
+        "l2": (-19, -17, -15),
+        "group_lasso": (-21, -19),
+        "element_entropy": (-1, 1),
+    },
+}
+"""Half steps of the standard preset's grid, 10^(e/10) for the listed e: added on both sides of every lambda that a
+first pass over the windows chose with a validation step of 0.5 pp or more to a neighbouring lambda (the
+protocol asks for less), so that the grid near the chosen points is a factor 10^0.1 apart."""
+
+
+def _standard_alphas(opt: str) -> dict[str, list[float]]:
+    out = {}
+    for method, (a, b) in STANDARD_WINDOWS[opt].items():
+        extra = [float(f"{10 ** (e / 10):.4g}") for e in STANDARD_REFINE[opt].get(method, ())]
+        out[method] = sorted({*_GRID[a : b + 1], *extra})
+    return out
+
+
 THRESHOLDS = [1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5]
 TARGET_DROPS = (0.5, 1.0)
 
@@ -154,10 +184,7 @@ PRESETS = {
         "finetune_epochs": 10,
         "finetune_patience": 3,
         "thresholds": THRESHOLDS[:-1],
-        "methods": {
-            opt: {m: _GRID[a : b + 1] for m, (a, b) in windows.items()}
-            for opt, windows in STANDARD_WINDOWS.items()
-        },
+        "methods": {opt: _standard_alphas(opt) for opt in STANDARD_WINDOWS},
         "optimizers": ["adam", "sgd"],
         "seeds": 3,
     },
