@@ -28,8 +28,8 @@ Protocol (DeepHoyer's LeNet-300-100 setup, with every choice made on a validatio
 Presets: ``quick`` (the 10-minute regeneration) cuts training to 15 epochs, fine-tuning to 2 epochs at 6
 thresholds, alpha to 3 values a factor 2.5 apart, Adam only and 6 of the 9 regularizers; ``standard`` is the
 whole protocol on MNIST-5k (9 regularizers, Adam and SGD, 3 seeds, 13 thresholds, alpha a factor 10^0.2 apart
-in per-optimizer windows placed by a one-seed pilot, 10^0.1 and then 10^0.05 apart where a pass chose a
-lambda with a validation step of 0.5 pp or more), 444 runs, about 3.5 core-hours; ``full`` adds wider windows and a
+in per-optimizer windows placed by a one-seed pilot, 10^0.1, 10^0.05 and 10^0.025 apart where a pass chose
+a lambda with a validation step of 0.5 pp or more), 462 runs, about 3.5 core-hours; ``full`` adds wider windows and a
 fixed 10 fine-tuning epochs (546 runs of 31-35 core-seconds measured: about 5 core-hours; full MNIST with ``--mnist``).
 """
 
@@ -110,20 +110,21 @@ STANDARD_REFINE = {
         "l2": (-19, -17, -18.5, -17.5),
         "group_lasso": (-25, -23),
         "hoyer": (-17, -15),
-        "spatial_entropy": (-5, -3, -3.5, -2.5),
+        "spatial_entropy": (-5, -3, -3.5, -2.5, -3.75, -3.25),
         "pooled_entropy": (-5, -3),
     },
     "sgd": {
-        "l1": (-31, -29, -30.5, -29.5),
+        "l1": (-31, -29, -30.5, -29.5, -30.25, -29.75),
         "l2": (-19, -17, -15, -17.5, -16.5, -15.5),
-        "group_lasso": (-21, -19, -20.5, -19.5),
+        "group_lasso": (-21, -19, -20.5, -19.5, -20.25, -19.75),
         "element_entropy": (-1, 1, -0.5, 0.5),
     },
 }
 """Refinements of the standard preset's grid, 10^(e/10) for the listed e, in two passes. First pass (odd e):
 half steps on both sides of every lambda that the windows alone chose with a validation step of 0.5 pp or more
 to a neighbouring lambda (the protocol asks for less). Second pass (e ending in .5): quarter steps on both sides
-of every lambda the first pass chose with a step still 0.5 pp or more."""
+of every lambda the first pass chose with a step still 0.5 pp or more. Third pass (e ending in .25 or .75):
+eighth steps around the 4 lambdas the second pass still chose with a step of 0.5 pp or more."""
 
 
 def _standard_alphas(opt: str) -> dict[str, list[float]]:
