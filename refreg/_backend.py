@@ -62,7 +62,8 @@ def get_namespace(*arrays: Any, xp: Any = None) -> Any:
 
 
 _NUMPY_NAMESPACE = array_api_compat.array_namespace(np.empty(0))
-_HOST_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# the dtypes refreg accepts for parameters, as NumPy dtypes (the fast paths test membership against them)
+HOST_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def namespace_of_params(params: Mapping[str, Any], *, name: str = "params") -> Any:
@@ -78,7 +79,7 @@ def namespace_of_params(params: Mapping[str, Any], *, name: str = "params") -> A
     if not isinstance(params, Mapping) or len(params) == 0:
         raise TypeError(f"{name} must be a non-empty dict of arrays, got {type(params).__name__}")
     if all(
-        type(v) is np.ndarray and v.dtype in _HOST_FLOATS and v.size for v in params.values()
+        type(v) is np.ndarray and v.dtype in HOST_FLOATS and v.size for v in params.values()
     ):  # the checks below pass: NumPy float32/float64 arrays with elements (fewer look-ups)
         return _NUMPY_NAMESPACE
     for key, value in params.items():

@@ -222,7 +222,7 @@ class Run:
     max_epochs: int = 100
     patience: int = 10
     finetune_epochs: int = 10
-    finetune_patience: int = 1_000_000
+    finetune_patience: int = 1_000_000  # no patience rule: fine-tune for finetune_epochs
     thresholds: tuple[float, ...] = tuple(THRESHOLDS)
     mnist: str | None = None
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from refreg import _numba
+from refreg._backend import HOST_FLOATS
 
 __all__ = ["MIN_SIZE", "enabled", "gradient_step", "kernels", "scale_cols", "scale_rows"]
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # below this many elements a kernel's call (~3 µs of argument dispatch) costs more than NumPy's passes
 MIN_SIZE = 8192
 
@@ -30,7 +30,7 @@ def kernels(*arrays: Any) -> bool:
     dtype = arrays[0].dtype
     return (
         all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
-        and dtype in _FLOATS
+        and dtype in HOST_FLOATS
         and _kernels() is not None
     )
 

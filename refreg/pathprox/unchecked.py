@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from refreg._backend import HOST_FLOATS
 from refreg.optim.schedules import current_lr
 from refreg.optim.state_checks import check_state_matches
 from refreg.pathprox import _accel
@@ -26,8 +27,6 @@ from refreg.pathprox.fused import checked_square_norms, fused_balance_then_prox
 from refreg.pathprox.groups import Params, check_groups
 
 __all__ = ["unchecked_update"]
-
-_HOST_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def unchecked_update(
@@ -45,7 +44,7 @@ def unchecked_update(
     for key, p in params.items():
         g = grads[key]
         if not (
-            type(p) is np.ndarray and type(g) is np.ndarray and p.dtype in _HOST_FLOATS
+            type(p) is np.ndarray and type(g) is np.ndarray and p.dtype in HOST_FLOATS
             and g.dtype == p.dtype and g.shape == p.shape
         ):  # fmt: skip
             return None
