@@ -2,7 +2,8 @@
 
 The NumPy code is refreg's reference everywhere. A few speed paths have a numba twin that performs the same
 IEEE operations on the same operands in the same order (no fast-math, no reassociation, so no fused
-multiply-add), hence equal results bit for bit; each is tested against its NumPy lines and skipped without
+multiply-add; NumPy's error model, so a division by zero gives inf or NaN as in NumPy instead of raising),
+hence equal results bit for bit; each is tested against its NumPy lines and skipped without
 numba. They run when numba imports and ``REFREG_NUMBA`` is not ``0``; :func:`set_enabled` switches them
 off and on at run time (the benchmarks time both). Kernels are compiled on first use and cached on disk.
 """
@@ -54,5 +55,5 @@ def kernels(build: Callable[[Callable], dict[str, Any]]) -> dict[str, Any] | Non
     if built is None:
         if not _module():
             return None
-        built = _BUILT[build] = build(_module().njit(cache=True, nogil=True))
+        built = _BUILT[build] = build(_module().njit(cache=True, nogil=True, error_model="numpy"))
     return built

@@ -28,6 +28,8 @@ import numpy as np
 
 from refreg import _backend
 from refreg._backend import blockwise_into, pairwise_blocks
+from refreg.optim import _accel
+from refreg.optim.kernels import AdamStepCoefficients
 
 __all__ = ["adam_kernel_into", "assign_into", "check_donation", "sgd_kernel_into"]
 
@@ -115,7 +117,16 @@ def adam_into(scalars: tuple, p, g, m, v, op, om, ov, square_sum: bool = False) 
 
     ``square_sum=True`` also returns ``np.sum(op * op)`` of the new parameters, bit for bit, from the blocks
     while they are in cache (:func:`refreg._backend.pairwise_blocks`): CPR's R(θ) without another pass.
+    In place (outputs ``p, m, v``) with numba installed, the step is :mod:`refreg.optim._accel`'s one loop.
     """
+
+    # in place with numba installed: the compiled loop (the ``fast`` extra)
+    if op is p and om is m and ov is v and _accel.usable(p, g, m, v):
+        coefficients = AdamStepCoefficients(*scalars)
+        if square_sum:
+            return _accel.adam_step_square_sum_in_place(coefficients, p, g, m, v)
+        _accel.adam_step_in_place(coefficients, p, g, m, v)
+        return None
 
     def kernel(p, g, m, v, op, om, ov, t1, t2):
         adam_kernel_into(*scalars, p, g, m, v, op, om, ov, t1, t2)

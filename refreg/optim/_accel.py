@@ -1,0 +1,119 @@
+"""The optimizers' optional compiled kernel (numba, the ``fast`` extra): the donated Adam step in one loop.
+
+The donated Adam step of :mod:`refreg.optim._fused` is thirteen to sixteen ``out=`` ufunc calls per cache block:
+every intermediate of ``kernels.adam_kernel`` is written to a scratch block and read back, so at 12M float32
+parameters it ran at twice the copy roofline of its seven array passes (docs/performance.md). With numba
+installed (:mod:`refreg._numba`) it is one loop that reads θ, g, m, v and writes θ, m, v once per element:
+
+- :func:`adam_step_in_place`: the operations of ``kernels.adam_kernel`` in its order, on scalars cast to the
+  arrays' dtype first (as NumPy casts a Python float operand, NEP 50), compiled with NumPy's error model (a
+  division by zero gives inf or NaN as in NumPy; Python's would raise, and its check keeps LLVM from
+  vectorising the loop), without fast-math and so without fused multiply-adds;
+- :func:`adam_step_square_sum_in_place`: the same step leaf by leaf, with CPR's ``R = Σθ_new²`` of each leaf
+  taken by NumPy (``np.add.reduce(θ·θ)``) while the leaf is in cache and the leaves added up NumPy's pairwise
+  tree (:func:`refreg._backend.pairwise_blocks`), so R is ``np.sum(θ·θ)`` bit for bit.
+
+``tests/test_optim_accel.py`` checks both against the NumPy kernels bit for bit on hypothesis-drawn arrays with
+zeros, ``-0.0``, subnormals, infinities and extreme values, for float32 and float64, Adam and AdamW, both
+branches of torch's lerp. They run only on C-contiguous NumPy float32/float64 arrays of one dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from refreg import _backend, _numba
+from refreg._backend import HOST_FLOATS, pairwise_blocks
+
+__all__ = ["adam_step_in_place", "adam_step_square_sum_in_place", "usable"]
+
+
+def usable(*arrays: Any) -> bool:
+    """The kernels apply: numba on, and every array a C-contiguous float32/float64 ndarray of one dtype."""
+    dtype = arrays[0].dtype
+    return (
+        dtype in HOST_FLOATS
+        and all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+        and _kernels() is not None
+    )
+
+
+def _scalars(c: Any, dtype: Any) -> tuple:
+    """The step's scalars in the arrays' dtype, as NumPy casts a Python float operand of a ufunc (NEP 50)."""
+    cast = dtype.type
+    w = c.lerp_weight
+    return (
+        c.decay is not None,
+        cast(1.0 if c.decay is None else c.decay),
+        bool(c.l2),
+        cast(c.l2),
+        w < 0.5,  # torch's lerp: m + w·(g − m) for w < 0.5, else g − (g − m)·(1 − w)
+        cast(w if w < 0.5 else 1.0 - w),
+        cast(1.0 - c.beta2),
+        cast(c.beta2),
+        cast(c.bias_correction2_sqrt),
+        cast(c.eps),
+        cast(-c.step_size),
+    )
+
+
+def adam_step_in_place(c: Any, p, g, m, v) -> None:
+    """One Adam step (coefficients ``c``, a ``kernels.AdamStepCoefficients``) written into ``p, m, v``.
+
+    Each element is read before it is written. In place only: with separate outputs LLVM's run-time overlap
+    check would fail for an output that is its input and fall back to the scalar loop.
+    """
+    _kernels()["adam"](*(a.reshape(-1) for a in (p, g, m, v)), 0, p.size, *_scalars(c, p.dtype))
+
+
+def adam_step_square_sum_in_place(c: Any, p, g, m, v) -> Any:
+    """:func:`adam_step_in_place`, returning ``np.sum(p * p)`` of the new θ bit for bit (a NumPy scalar)."""
+    flat = [a.reshape(-1) for a in (p, g, m, v)]
+    scalars = _scalars(c, p.dtype)
+    adam = _kernels()["adam"]
+    # leaves of 1/2 to 1 times the block, as refreg.optim._fused.adam_into's, so a leaf is in cache for its sum
+    block = max(2 * _backend.FUSED_BLOCK, 128)
+    scratch = np.empty(min(p.size, block), p.dtype)
+
+    def leaf(start: int, stop: int) -> Any:
+        adam(*flat, start, stop, *scalars)
+        new = flat[0][start:stop]
+        # NumPy's own pairwise sum of the leaf: a numba loop with its eight accumulators did not vectorise
+        return np.add.reduce(np.multiply(new, new, out=scratch[: stop - start]))
+
+    return pairwise_blocks(leaf, p.size, block)
+
+
+def _kernels() -> dict[str, Any] | None:
+    return _numba.kernels(_build)
+
+
+def _build(jit: Any) -> dict[str, Any]:
+    @jit
+    def adam(p, g, m, v, start, stop, *scalars):  # pragma: no cover (compiled)
+        # kernels.adam_kernel, one element at a time; the flags are loop invariants that LLVM unswitches
+        has_decay, decay, has_l2, l2, low, w, one_minus_beta2, beta2, bc2, eps, neg_step = scalars
+        # views, and indices from 0: with k in range(start, stop) numba cannot prove k >= 0, keeps its
+        # negative-index wraparound in the loop, and LLVM does not vectorise it
+        p, g, m, v = p[start:stop], g[start:stop], m[start:stop], v[start:stop]
+        for k in range(p.size):
+            pk = p[k]
+            if has_decay:
+                pk = pk * decay
+            gk = g[k]
+            if has_l2:
+                gk = gk + pk * l2
+            mk = m[k]
+            if low:
+                mk = mk + (gk - mk) * w
+            else:
+                mk = gk - (gk - mk) * w
+            vk = v[k] * beta2 + (gk * one_minus_beta2) * gk
+            denom = np.sqrt(vk) / bc2 + eps
+            p[k] = pk + (mk * neg_step) / denom
+            m[k] = mk
+            v[k] = vk
+
+    return {"adam": adam}

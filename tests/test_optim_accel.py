@@ -1,0 +1,155 @@
+"""The optimizers' optional numba kernel (refreg.optim._accel) against the NumPy kernels, bit for bit.
+
+Skipped without numba (the ``fast`` extra). The oracle is the NumPy reference ``kernels.adam_kernel`` (one new
+array per operator), and the donated update with the kernel switched off; hypothesis draws the arrays (zeros,
+``-0.0``, subnormals, infinities, values near the dtype's limits) and the step's coefficients (Adam and
+AdamW, both branches of torch's lerp, any step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from refreg import _backend, _numba
+from refreg.cpr import cpr
+from refreg.cpr.kappa import Uniform
+from refreg.optim import _accel, adam, adamw
+from refreg.optim.kernels import AdamStepCoefficients, adam_kernel
+
+pytest.importorskip("numba", reason="numba (the optional 'fast' extra) is not installed")
+
+
+@pytest.fixture(autouse=True)
+def numba_on():
+    previous = _numba.set_enabled(True)
+    yield
+    _numba.set_enabled(previous)
+
+
+def _bits(a):
+    a = np.asarray(a).reshape(-1)
+    return a.view(f"u{a.dtype.itemsize}").tolist()
+
+
+def _values(dtype, nonnegative=False):
+    info = np.finfo(dtype)
+    special = [0.0, -0.0, float(info.smallest_subnormal), float(info.tiny), 1.0, float(info.max)]
+    special += [] if nonnegative else [-1.0, -float(info.max), float("inf"), float("-inf")]
+    width = 8 * np.dtype(dtype).itemsize
+    floats = st.floats(
+        min_value=0.0 if nonnegative else None, allow_nan=False, allow_infinity=False, width=width
+    )
+    return st.one_of(st.sampled_from(special), floats)
+
+
+@st.composite
+def _adam_problem(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    n = draw(st.integers(1, 300))
+    arrays = [
+        draw(hnp.arrays(dtype, n, elements=_values(dtype, nonnegative=i == 3))) for i in range(4)
+    ]
+    lr = draw(st.floats(1e-6, 1.0))
+    decoupled = draw(st.booleans())
+    wd = draw(st.sampled_from([0.0, 1e-4, 0.1, 0.5]))
+    beta1 = draw(st.sampled_from([0.0, 0.3, 0.5, 0.9, 0.99]))
+    beta2 = draw(st.sampled_from([0.0, 0.9, 0.999]))
+    t = draw(st.integers(1, 10_000))
+    c = AdamStepCoefficients(
+        decay=(1.0 - lr * wd) if decoupled and wd else None,
+        l2=0.0 if decoupled else wd,
+        lerp_weight=1.0 - beta1,
+        beta2=beta2,
+        bias_correction2_sqrt=float(np.sqrt(1.0 - beta2**t)),
+        eps=draw(st.sampled_from([0.0, 1e-8, 1e-3])),
+        step_size=lr / (1.0 - beta1**t),
+    )
+    return c, arrays
+
+
+@given(_adam_problem())
+def test_adam_kernel_is_bitwise_the_numpy_kernel(problem):
+    c, (p, g, m, v) = problem
+    with np.errstate(all="ignore"):
+        expected = adam_kernel(np, c, p, g, m, v)
+        own = [a.copy() for a in (p, g, m, v)]
+        assert _accel.usable(*own)
+        _accel.adam_step_in_place(c, *own)
+    for name, got, want in zip("θmv", (own[0], own[2], own[3]), expected, strict=True):
+        assert _bits(got) == _bits(want), name
+    assert _bits(own[1]) == _bits(g)  # the gradient is read only
+
+
+@given(_adam_problem(), st.sampled_from([8, 64, 10**9]))
+def test_adam_square_sum_is_bitwise_numpy_sum(problem, block):
+    c, (p, g, m, v) = problem
+    previous = _backend.FUSED_BLOCK
+    _backend.FUSED_BLOCK = block  # leaves of several sizes, down to NumPy's 128-element floor
+    try:
+        with np.errstate(all="ignore"):
+            expected = adam_kernel(np, c, p, g, m, v)[0]
+            own = [a.copy() for a in (p, g, m, v)]
+            total = _accel.adam_step_square_sum_in_place(c, *own)
+            want = np.sum(expected * expected)
+    finally:
+        _backend.FUSED_BLOCK = previous
+    assert _bits(own[0]) == _bits(expected)
+    assert total.dtype == want.dtype and _bits(total) == _bits(want)
+
+
+def test_large_tensor_square_sum_crosses_many_leaves():
+    rng = np.random.default_rng(3)
+    n = 3 * 131072 + 1001  # several leaves, one of odd size
+    p, g, m = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    v = np.abs(rng.standard_normal(n)).astype(np.float32)
+    c = AdamStepCoefficients(None, 0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
+    expected = adam_kernel(np, c, p, g, m, v)[0]
+    total = _accel.adam_step_square_sum_in_place(c, p, g, m, v)
+    assert _bits(p) == _bits(expected) and _bits(total) == _bits(np.sum(expected * expected))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: adam(1e-2, weight_decay=0.1),
+        lambda: adamw(1e-2, betas=(0.3, 0.9)),
+        lambda: cpr(adam(1e-2), kappa_init=Uniform(16000.0)),  # R(w) is about 21000 at the start
+    ],
+    ids=["adam_l2", "adamw_low_beta1", "adam_cpr"],
+)
+def test_donated_update_with_the_kernel_is_bitwise_without(make, dtype):
+    opt = make()
+    rng = np.random.default_rng(5)
+    start = {
+        "w": rng.standard_normal((70, 300)).astype(dtype),
+        "b": rng.standard_normal(300).astype(dtype),
+    }
+    runs = []
+    for flag in (True, False):
+        _numba.set_enabled(flag)
+        params = {k: v.copy() for k, v in start.items()}
+        state, grads_rng, multipliers = opt.init(params), np.random.default_rng(6), []
+        for _ in range(5):
+            g = {k: grads_rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+            params, state = opt.update(g, state, params, donate=True)
+            multipliers.append(getattr(state, "lam", None))
+        runs.append((params, multipliers))
+    for key in start:
+        assert _bits(runs[0][0][key]) == _bits(runs[1][0][key]), key
+    assert runs[0][1] == runs[1][1]  # CPR: the same λ at every step (R from the kernel's pass)
+    if runs[0][1][0] is not None:
+        assert runs[0][1][0]["w"] > 0.0  # the constraint step ran
+
+
+def test_kernel_is_not_used_off_the_fast_path():
+    p = np.ones((4, 6), np.float32)
+    assert not _accel.usable(p, p.T)  # not C-contiguous
+    assert not _accel.usable(p, p.astype(np.float64))  # mixed dtypes
+    assert not _accel.usable(p.astype(np.float16))
+    _numba.set_enabled(False)
+    assert not _accel.usable(p)
