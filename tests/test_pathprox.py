@@ -675,6 +675,50 @@ def test_prox_norm_product_is_scale_free_at_extreme_scales(c, tau):
         np.testing.assert_allclose(gv / c, fv, rtol=1e-14, atol=0)
 
 
+@pytest.mark.parametrize("c", [2.0**70, 2.0**100, 2.0**-70, 2.0**-100])
+@pytest.mark.parametrize("tau", [0.3, 1.5])
+def test_prox_norm_product_is_scale_free_in_float32(c, tau):
+    """float32 squares overflow at 2^64 and go subnormal below 2^-63: W = 2^70 gave NaN with float64 bounds."""
+    rng = np.random.default_rng(4)
+    W, V = (
+        rng.standard_normal((5, 4)).astype(np.float32),
+        rng.standard_normal((3, 5)).astype(np.float32),
+    )
+    W[1] *= 0.2
+    fw, fv = prox_norm_product(W, V, tau)
+    gw, gv = prox_norm_product(W * np.float32(c), V * np.float32(c), tau)
+    np.testing.assert_array_equal(gw, fw * np.float32(c))
+    np.testing.assert_array_equal(gv, fv * np.float32(c))
+
+
+@pytest.mark.parametrize("c", [2.0**70, 2.0**-80])
+def test_group_soft_threshold_in_float32_beyond_the_squares_range(c):
+    """Σz² overflows above 2^64 and underflows to 0 below 2^-75 in float32: the prox is still right."""
+    z = (np.arange(1.0, 7.0).reshape(3, 2) * c).astype(np.float32)
+    with np.errstate(all="raise"):
+        big = group_soft_threshold(z, 1e-3, axis=0) if c > 1 else None
+    if c > 1:  # ||z|| is about 2^72: the shrink 1 − τ/||z|| rounds to 1
+        np.testing.assert_array_equal(big, z)
+    np.testing.assert_array_equal(group_soft_threshold(z, 0.0, axis=0), z)  # τ = 0 is the identity
+    np.testing.assert_array_equal(
+        group_soft_threshold(z, 1.0, axis=0), np.zeros_like(z) if c < 1 else z
+    )
+
+
+@pytest.mark.parametrize("prox", ["sphere", "joint"])
+@pytest.mark.parametrize("layer_balance", [True, False])
+def test_float32_reference_update_with_weights_of_2_to_70(prox, layer_balance):
+    """The reference update (balance, then the public prox) stays finite where float32 squares overflow."""
+    net = MLP([6, 5, 4, 3])
+    base = {k: v.astype(np.float32) for k, v in net.init(rng=0).items()}
+    big = {k: v * np.float32(2.0**70) for k, v in base.items()}
+    grads = {k: np.ones_like(v) for k, v in big.items()}
+    opt = pathprox(0.1, 1e-3, groups=pair_groups(net), prox=prox, layer_balance=layer_balance)
+    out, _ = opt.reference_update(grads, opt.init(big), big)
+    for k in out:
+        assert out[k].dtype == np.float32 and np.isfinite(out[k]).all(), k
+
+
 @pytest.mark.parametrize("prox", ["sphere", "joint"])
 def test_pathprox_update_with_weights_of_1e200(prox):
     """The unit norms are computed without overflow: finite, and homogeneous for the joint prox."""
