@@ -146,6 +146,43 @@ def test_donated_update_with_the_kernel_is_bitwise_without(make, dtype):
         assert runs[0][1][0]["w"] > 0.0  # the constraint step ran
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("make", [lambda: adam(1e-2, weight_decay=0.1), lambda: adamw(1e-2)])
+def test_pure_update_with_the_kernel_is_bitwise_without(make, dtype):
+    opt = make()
+    rng = np.random.default_rng(7)
+    start = {
+        "w": rng.standard_normal((70, 300)).astype(dtype),
+        "b": rng.standard_normal(300).astype(dtype),
+    }
+    runs, copy = [], {k: v.copy() for k, v in start.items()}
+    for flag in (True, False):
+        _numba.set_enabled(flag)
+        params, state, grads_rng = start, opt.init(start), np.random.default_rng(8)
+        for _ in range(4):
+            g = {k: grads_rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+            params, state = opt.update(g, state, params)
+        runs.append((params, state))
+    for key in start:
+        for a, b in ((runs[0][0], runs[1][0]), (runs[0][1].exp_avg, runs[1][1].exp_avg)):
+            assert _bits(a[key]) == _bits(b[key]), key
+        assert _bits(runs[0][1].exp_avg_sq[key]) == _bits(runs[1][1].exp_avg_sq[key]), key
+    assert all(_bits(start[k]) == _bits(v) for k, v in copy.items())  # the inputs are untouched
+
+
+@given(_adam_problem())
+def test_pure_kernel_is_bitwise_the_numpy_kernel_and_leaves_inputs(problem):
+    c, arrays = problem
+    before = [a.copy() for a in arrays]
+    with np.errstate(all="ignore"):
+        expected = adam_kernel(np, c, *arrays)
+        got = _accel.adam_step(c, *arrays)
+    for name, x, y in zip("θmv", got, expected, strict=True):
+        assert _bits(x) == _bits(y), name
+    for a, b in zip(arrays, before, strict=True):
+        assert _bits(a) == _bits(b)
+
+
 def test_kernel_is_not_used_off_the_fast_path():
     p = np.ones((4, 6), np.float32)
     assert not _accel.usable(p, p.T)  # not C-contiguous

@@ -30,7 +30,7 @@ import numpy as np
 from refreg import _backend, _numba
 from refreg._backend import HOST_FLOATS, pairwise_blocks
 
-__all__ = ["adam_step_in_place", "adam_step_square_sum_in_place", "usable"]
+__all__ = ["adam_step", "adam_step_in_place", "adam_step_square_sum_in_place", "usable"]
 
 
 def usable(*arrays: Any) -> bool:
@@ -72,6 +72,14 @@ def adam_step_in_place(c: Any, p, g, m, v) -> None:
     _kernels()["adam"](*flat, 0, p.size, None, *_scalars(c, p.dtype))
 
 
+def adam_step(c: Any, p, g, m, v) -> tuple[Any, Any, Any]:
+    """One Adam step into new arrays ``(θ, m, v)`` (the pure update's speed path); the inputs are not written."""
+    out = tuple(np.empty_like(p) for _ in range(3))
+    flat = (a.reshape(-1) for a in (p, g, m, v, *out))
+    _kernels()["adam_out"](*flat, *_scalars(c, p.dtype))
+    return out
+
+
 def adam_step_square_sum_in_place(c: Any, p, g, m, v) -> Any:
     """:func:`adam_step_in_place`, returning ``np.sum(p * p)`` of the new θ bit for bit (a NumPy scalar)."""
     flat = [a.reshape(-1) for a in (p, g, m, v)]
@@ -111,34 +119,41 @@ def _kernels() -> dict[str, Any] | None:
 
 def _build(jit: Any) -> dict[str, Any]:
     @jit
-    def adam(p, g, m, v, start, stop, squares, *scalars):  # pragma: no cover (compiled)
-        # kernels.adam_kernel, one element at a time; the flags are loop invariants that LLVM unswitches, and
-        # ``squares is None`` is pruned at compile time (numba compiles the None case separately)
+    def element(
+        pk, gk, mk, vk, scalars
+    ):  # pragma: no cover (compiled; inlined by LLVM into the loops)
+        # kernels.adam_kernel on one element; the flags are loop invariants that LLVM unswitches
         has_decay, decay, has_l2, l2, low, w, one_minus_beta2, beta2, bc2, eps, neg_step = scalars
-        # views, and indices from 0: with k in range(start, stop) numba cannot prove k >= 0, keeps its
+        if has_decay:
+            pk = pk * decay
+        if has_l2:
+            gk = gk + pk * l2
+        if low:
+            mk = mk + (gk - mk) * w
+        else:
+            mk = gk - (gk - mk) * w
+        vk = vk * beta2 + (gk * one_minus_beta2) * gk
+        denom = np.sqrt(vk) / bc2 + eps
+        return pk + (mk * neg_step) / denom, mk, vk
+
+    @jit
+    def adam(p, g, m, v, start, stop, squares, *scalars):  # pragma: no cover (compiled)
+        # in place on [start, stop); ``squares is None`` is pruned at compile time (a separate compilation).
+        # Views indexed from 0: with k in range(start, stop) numba cannot prove k >= 0, keeps its
         # negative-index wraparound in the loop, and LLVM does not vectorise it
         p, g, m, v = p[start:stop], g[start:stop], m[start:stop], v[start:stop]
         for k in range(p.size):
-            pk = p[k]
-            if has_decay:
-                pk = pk * decay
-            gk = g[k]
-            if has_l2:
-                gk = gk + pk * l2
-            mk = m[k]
-            if low:
-                mk = mk + (gk - mk) * w
-            else:
-                mk = gk - (gk - mk) * w
-            vk = v[k] * beta2 + (gk * one_minus_beta2) * gk
-            denom = np.sqrt(vk) / bc2 + eps
-            new = pk + (mk * neg_step) / denom
+            new, m[k], v[k] = element(p[k], g[k], m[k], v[k], scalars)
             p[k] = new
-            m[k] = mk
-            v[k] = vk
             if (
                 squares is not None
             ):  # CPR's θ_new·θ_new (NumPy's ``np.multiply(θ, θ)``) for R of the leaf
                 squares[k] = new * new
 
-    return {"adam": adam}
+    @jit
+    def adam_out(p, g, m, v, op, om, ov, *scalars):  # pragma: no cover (compiled)
+        # into new arrays: the outputs overlap no input, so LLVM's run-time overlap check passes
+        for k in range(p.size):
+            op[k], om[k], ov[k] = element(p[k], g[k], m[k], v[k], scalars)
+
+    return {"adam": adam, "adam_out": adam_out}
