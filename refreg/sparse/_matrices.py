@@ -65,6 +65,14 @@ def _normalise(xp: Any, Ws: Sequence[Any]) -> Pow2Scale:
     return Pow2Scale(float(_max_abs(xp, Ws)), Ws[0].dtype == xp.float32)
 
 
+def _total(xp: Any, x: Any) -> Any:
+    """``xp.sum(x)``; on a NumPy array ``np.add.reduce(x, axis=None)``, the call ``np.sum`` makes, without its
+    Python wrapper (≈1.5 µs, five times per matrix on the spatial entropy's marginals). Bitwise the same."""
+    if type(x) is np.ndarray:
+        return np.add.reduce(x, axis=None)
+    return xp.sum(x)
+
+
 def _sum(xp: Any, values: Sequence[Any]) -> Any:
     out = values[0]
     for v in values[1:]:

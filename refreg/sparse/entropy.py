@@ -11,6 +11,7 @@ from refreg.sparse._matrices import (
     _safe_log,
     _sum,
     _times_sign,
+    _total,
 )
 from refreg.sparse.regularizer import Regularizer
 
@@ -67,15 +68,15 @@ class SpatialEntropy(Regularizer):
             cols.append(xp.ones((W.shape[0],), dtype=W.dtype) @ a)
             del a
         S = _sum(
-            xp, [xp.sum(r) for r in rows]
+            xp, [_total(xp, r) for r in rows]
         )  # ≥ 1 unless every weight is 0 (the max entry counts 1)
         log_S = xp.log(_safe(xp, S, nonzero))
         S_safe = _safe(xp, S, nonzero)
         # log r_i = log(row mass) − log ‖W‖₁, computed from the mass so that tiny shares do not underflow to 0
         log_r = [_log_share(xp, r, log_S) for r in rows]
         log_c = [_log_share(xp, c, log_S) for c in cols]
-        H_r = -_sum(xp, [xp.sum((r / S_safe) * lr) for r, lr in zip(rows, log_r, strict=True)])
-        H_c = -_sum(xp, [xp.sum((c / S_safe) * lc) for c, lc in zip(cols, log_c, strict=True)])
+        H_r = -_sum(xp, [_total(xp, (r / S_safe) * lr) for r, lr in zip(rows, log_r, strict=True)])
+        H_c = -_sum(xp, [_total(xp, (c / S_safe) * lc) for c, lc in zip(cols, log_c, strict=True)])
         value = H_r + H_c
         if not need_grad:
             return value, None
@@ -101,7 +102,7 @@ def _log_share(xp, m, log_S):
     """
     if xp is np and isinstance(m, np.ndarray):
         positive = m > 0
-        out = np.zeros_like(m)
+        out = np.zeros(m.shape, dtype=m.dtype)  # np.zeros_like's Python wrapper costs ≈2 µs more
         np.log(m, out=out, where=positive)
         np.subtract(out, log_S, out=out, where=positive)
         return out
