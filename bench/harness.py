@@ -52,7 +52,11 @@ def compare(
     note: str = "",
     sync: Callable[[], None] | None = None,
 ) -> Comparison:
-    """Time every variant ``repeats`` times in interleaved rounds; medians and ratios to ``baseline``."""
+    """Time every variant ``repeats`` times in interleaved rounds; medians and ratios to ``baseline``.
+
+    Each round runs every variant once, in an order rotated by one from the previous round's; the ratios are
+    taken within each round.
+    """
     if baseline not in variants:
         raise ValueError(f"baseline must be one of {sorted(variants)}, got {baseline!r}")
     for fn in variants.values():
@@ -61,10 +65,14 @@ def compare(
     times: dict[str, list[float]] = {k: [] for k in variants}
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    keys = list(variants)
     try:
-        for _ in range(repeats):
-            for key, fn in variants.items():
-                times[key].append(time_call(fn, sync))
+        for r in range(repeats):
+            # rotate the order every round, so that no variant always runs right after the same one and
+            # inherits its cache footprint and freed memory
+            shift = r % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                times[key].append(time_call(variants[key], sync))
     finally:
         if gc_was_enabled:
             gc.enable()
