@@ -112,6 +112,35 @@ def test_large_tensor_square_sum_crosses_many_leaves():
     assert _bits(p) == _bits(expected) and _bits(total) == _bits(np.sum(expected * expected))
 
 
+def _run_with_and_without_the_kernel(opt, dtype, donate, n_steps=5):
+    """The same steps from the same start with the kernel on, then off: [(params, state, λ per step)] × 2."""
+    rng = np.random.default_rng(5)
+    start = {
+        "w": rng.standard_normal((70, 300)).astype(dtype),
+        "b": rng.standard_normal(300).astype(dtype),
+    }
+    copy = {k: v.copy() for k, v in start.items()}
+    runs = []
+    for flag in (True, False):
+        _numba.set_enabled(flag)
+        params = {k: v.copy() for k, v in start.items()} if donate else start
+        state, grads_rng, multipliers = opt.init(params), np.random.default_rng(6), []
+        for _ in range(n_steps):
+            g = {k: grads_rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+            params, state = opt.update(g, state, params, donate=donate)
+            multipliers.append(getattr(state, "lam", None))
+        runs.append((params, state, multipliers))
+    assert all(
+        _bits(start[k]) == _bits(v) for k, v in copy.items()
+    )  # the caller's start is untouched
+    return runs
+
+
+def _adam_state(state):
+    return getattr(state, "base", state)  # CPR's state wraps Adam's
+
+
+@pytest.mark.parametrize("donate", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
     "make",
@@ -122,52 +151,18 @@ def test_large_tensor_square_sum_crosses_many_leaves():
     ],
     ids=["adam_l2", "adamw_low_beta1", "adam_cpr"],
 )
-def test_donated_update_with_the_kernel_is_bitwise_without(make, dtype):
-    opt = make()
-    rng = np.random.default_rng(5)
-    start = {
-        "w": rng.standard_normal((70, 300)).astype(dtype),
-        "b": rng.standard_normal(300).astype(dtype),
-    }
-    runs = []
-    for flag in (True, False):
-        _numba.set_enabled(flag)
-        params = {k: v.copy() for k, v in start.items()}
-        state, grads_rng, multipliers = opt.init(params), np.random.default_rng(6), []
-        for _ in range(5):
-            g = {k: grads_rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
-            params, state = opt.update(g, state, params, donate=True)
-            multipliers.append(getattr(state, "lam", None))
-        runs.append((params, multipliers))
-    for key in start:
-        assert _bits(runs[0][0][key]) == _bits(runs[1][0][key]), key
-    assert runs[0][1] == runs[1][1]  # CPR: the same λ at every step (R from the kernel's pass)
-    if runs[0][1][0] is not None:
-        assert runs[0][1][0]["w"] > 0.0  # the constraint step ran
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("make", [lambda: adam(1e-2, weight_decay=0.1), lambda: adamw(1e-2)])
-def test_pure_update_with_the_kernel_is_bitwise_without(make, dtype):
-    opt = make()
-    rng = np.random.default_rng(7)
-    start = {
-        "w": rng.standard_normal((70, 300)).astype(dtype),
-        "b": rng.standard_normal(300).astype(dtype),
-    }
-    runs, copy = [], {k: v.copy() for k, v in start.items()}
-    for flag in (True, False):
-        _numba.set_enabled(flag)
-        params, state, grads_rng = start, opt.init(start), np.random.default_rng(8)
-        for _ in range(4):
-            g = {k: grads_rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
-            params, state = opt.update(g, state, params)
-        runs.append((params, state))
-    for key in start:
-        for a, b in ((runs[0][0], runs[1][0]), (runs[0][1].exp_avg, runs[1][1].exp_avg)):
-            assert _bits(a[key]) == _bits(b[key]), key
-        assert _bits(runs[0][1].exp_avg_sq[key]) == _bits(runs[1][1].exp_avg_sq[key]), key
-    assert all(_bits(start[k]) == _bits(v) for k, v in copy.items())  # the inputs are untouched
+def test_update_with_the_kernel_is_bitwise_without(make, dtype, donate):
+    fast, plain = _run_with_and_without_the_kernel(make(), dtype, donate)
+    for key in fast[0]:
+        assert _bits(fast[0][key]) == _bits(plain[0][key]), key
+        for moment in ("exp_avg", "exp_avg_sq"):
+            got = getattr(_adam_state(fast[1]), moment)[key]
+            assert _bits(got) == _bits(getattr(_adam_state(plain[1]), moment)[key]), (key, moment)
+    assert (
+        fast[2] == plain[2]
+    )  # CPR: the same λ at every step (R from the kernel's pass when donated)
+    if fast[2][0] is not None:
+        assert fast[2][0]["w"] > 0.0  # the constraint step ran
 
 
 @given(_adam_problem())
