@@ -267,8 +267,9 @@ def all_finite(x: Any, *, nonnegative: bool = False) -> bool:
         and x.size > 0
     ):
         flat = x.reshape(-1)
-        # an overflow only sends us to the exact test below
-        with np.errstate(over="ignore", invalid="ignore"):
+        # an overflow only sends us to the exact test below; an underflow (tiny entries) changes nothing here,
+        # and must not raise under a caller's np.errstate(all="raise")
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             square_sum = np.dot(flat, flat)
         if math.isfinite(square_sum) and (not nonnegative or flat.min() >= 0):
             return True

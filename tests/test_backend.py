@@ -60,3 +60,13 @@ def test_generators_follow_spec_7():
 def test_non_arrays_are_rejected():
     with pytest.raises(TypeError, match="expected an array, got list"):
         get_namespace([1.0, 2.0])
+
+
+def test_all_finite_does_not_raise_on_underflow_under_errstate_raise():
+    """The dot-product probe underflows for tiny finite entries; that is no error (nor a non-finite value)."""
+    from refreg._backend import all_finite
+
+    tiny = np.full(10, 1e-30, dtype=np.float32)
+    with np.errstate(all="raise"):
+        assert all_finite(tiny) and all_finite(tiny, nonnegative=True)
+        assert not all_finite(np.array([1e-30, np.nan], dtype=np.float32))

@@ -84,11 +84,13 @@ def test_adam_kernel_is_bitwise_the_numpy_kernel(problem):
     assert _bits(own[1]) == _bits(g)  # the gradient is read only
 
 
-@given(_adam_problem(), st.sampled_from([8, 64, 10**9]))
+@given(_adam_problem(), st.sampled_from([50, 100, 10**9]))
 def test_adam_square_sum_is_bitwise_numpy_sum(problem, block):
     c, (p, g, m, v) = problem
     previous = _backend.FUSED_BLOCK
-    _backend.FUSED_BLOCK = block  # leaves of several sizes, down to NumPy's 128-element floor
+    _backend.FUSED_BLOCK = (
+        block  # leaves of at most 128 (NumPy's floor), 200 and all n (<= 300) elements
+    )
     try:
         with np.errstate(all="ignore"):
             expected = adam_kernel(np, c, p, g, m, v)[0]
@@ -178,10 +180,35 @@ def test_pure_kernel_is_bitwise_the_numpy_kernel_and_leaves_inputs(problem):
         assert _bits(a) == _bits(b)
 
 
+@pytest.mark.parametrize("donate", [True, False])
+def test_updates_reach_the_kernel(donate, monkeypatch):
+    """The bitwise comparisons above would pass if the kernel were never called: count the calls."""
+    calls = []
+    for name in ("adam_step", "adam_step_in_place", "adam_step_square_sum_in_place"):
+        original = getattr(_accel, name)
+        monkeypatch.setattr(
+            _accel, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a)
+        )
+    params = {"w": np.ones((4, 3), np.float32), "b": np.ones(3, np.float32)}
+    grads = {k: np.full_like(v, 0.5) for k, v in params.items()}
+    for opt, expected in (
+        (adam(1e-2), "adam_step_in_place" if donate else "adam_step"),
+        (
+            cpr(adam(1e-2), kappa_init=Uniform(10.0)),  # R(w) = 12: λ > 0, 2λ < 1
+            "adam_step_square_sum_in_place" if donate else "adam_step",
+        ),
+    ):
+        calls.clear()
+        own = {k: v.copy() for k, v in params.items()}
+        opt.update(grads, opt.init(own), own, donate=donate)
+        assert expected in calls, (opt, calls)
+
+
 def test_kernel_is_not_used_off_the_fast_path():
     p = np.ones((4, 6), np.float32)
     assert not _accel.usable(p, p.T)  # not C-contiguous
     assert not _accel.usable(p, p.astype(np.float64))  # mixed dtypes
     assert not _accel.usable(p.astype(np.float16))
+    assert not _accel.usable(np.ones((), np.float32))  # 0-d: NumPy's scalars
     _numba.set_enabled(False)
     assert not _accel.usable(p)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_optim import REFREG_OPTIMIZERS
 
-from refreg import _backend
+from refreg import _backend, _numba
 from refreg._backend import to_numpy
 
 
@@ -54,11 +54,15 @@ def _copy_state(xp, state):
     )
 
 
+@pytest.mark.parametrize("kernels", [False, True], ids=["numpy", "numba"])
 @pytest.mark.parametrize("block", [64, 10**9])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", sorted(REFREG_OPTIMIZERS))
-def test_donated_update_is_bitwise_the_pure_update(name, dtype, block, monkeypatch):
+def test_donated_update_is_bitwise_the_pure_update(name, dtype, block, kernels, monkeypatch):
+    """With numba installed, ``numpy`` checks the NumPy fused kernels (numba off) and ``numba`` Adam's compiled
+    loop; without numba both run the NumPy kernels."""
     monkeypatch.setattr(_backend, "FUSED_BLOCK", block)
+    monkeypatch.setitem(_numba._STATE, "enabled", kernels)
     opt = REFREG_OPTIMIZERS[name]()
     params, grads = _problem(np, dtype)
     pure_p, pure_s = params, opt.init(params)

@@ -691,18 +691,26 @@ def test_prox_norm_product_is_scale_free_in_float32(c, tau):
     np.testing.assert_array_equal(gv, fv * np.float32(c))
 
 
-@pytest.mark.parametrize("c", [2.0**70, 2.0**-80])
-def test_group_soft_threshold_in_float32_beyond_the_squares_range(c):
-    """Σz² overflows above 2^64 and underflows to 0 below 2^-75 in float32: the prox is still right."""
+@pytest.mark.parametrize("c", [2.0**70, 2.0**-80, 2.0**-120])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_group_soft_threshold_in_float32_beyond_the_squares_range(c, axis):
+    """Σz² overflows above 2^64 and underflows below 2^-75 in float32: the prox is still the float64 one."""
     z = (np.arange(1.0, 7.0).reshape(3, 2) * c).astype(np.float32)
-    with np.errstate(all="raise"):
-        big = group_soft_threshold(z, 1e-3, axis=0) if c > 1 else None
-    if c > 1:  # ||z|| is about 2^72: the shrink 1 − τ/||z|| rounds to 1
-        np.testing.assert_array_equal(big, z)
-    np.testing.assert_array_equal(group_soft_threshold(z, 0.0, axis=0), z)  # τ = 0 is the identity
-    np.testing.assert_array_equal(
-        group_soft_threshold(z, 1.0, axis=0), np.zeros_like(z) if c < 1 else z
-    )
+    z64 = z.astype(np.float64)
+    norms = np.linalg.vector_norm(z64, axis=axis, keepdims=True)
+    # τ = 0, 1e-3·min norm, 0.9·min norm, 1.1·max norm (all zeroed), 1.0
+    for tau in (
+        0.0,
+        1e-3 * float(norms.min()),
+        0.9 * float(norms.min()),
+        1.1 * float(norms.max()),
+        1.0,
+    ):
+        with np.errstate(all="raise"):
+            got = group_soft_threshold(z, tau, axis=axis)
+        want = group_soft_threshold(z64, tau, axis=axis)  # float64 squares are safe at these scales
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("prox", ["sphere", "joint"])

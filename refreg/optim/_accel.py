@@ -5,19 +5,22 @@ every intermediate of ``kernels.adam_kernel`` is written to a scratch block and 
 parameters it ran at twice the copy roofline of its seven array passes (docs/performance.md). With numba
 installed (:mod:`refreg._numba`) it is one loop that reads θ, g, m, v and writes θ, m, v once per element:
 
-- :func:`adam_step_in_place`: the operations of ``kernels.adam_kernel`` in its order, on scalars cast to the
-  arrays' dtype first (as NumPy casts a Python float operand, NEP 50), compiled with NumPy's error model (a
-  division by zero gives inf or NaN as in NumPy; Python's would raise, and its check keeps LLVM from
-  vectorising the loop), without fast-math and so without fused multiply-adds;
+- :func:`adam_step_in_place` and :func:`adam_step` (into new arrays): the operations of
+  ``kernels.adam_kernel`` in its order, on scalars cast to the arrays' dtype first (as NumPy casts a Python
+  float operand of an array: NEP 50, and NumPy 1.x's value-based casting for ndim ≥ 1), compiled with NumPy's
+  error model (a division by zero gives inf or NaN as in NumPy; Python's would raise, and its check keeps
+  LLVM from vectorising the loop), without fast-math and so without fused multiply-adds;
 - :func:`adam_step_square_sum_in_place`: the same step leaf by leaf, the loop also writing ``θ_new·θ_new`` into
   a scratch leaf that NumPy sums (``np.add.reduce``, its pairwise order) while it is in cache; the leaves are
   added up NumPy's pairwise tree (:func:`refreg._backend.pairwise_blocks`), so CPR's ``R = Σθ_new²`` is
   ``np.sum(θ·θ)`` bit for bit. (A numba loop with NumPy's eight accumulators per 128 elements took 4.9 ms on
   12M float32 elements where NumPy's multiply and sum took 4.6: LLVM did not vectorise it.)
 
-``tests/test_optim_accel.py`` checks both against the NumPy kernels bit for bit on hypothesis-drawn arrays with
+``tests/test_optim_accel.py`` checks them against the NumPy kernels bit for bit on hypothesis-drawn arrays with
 zeros, ``-0.0``, subnormals, infinities and extreme values, for float32 and float64, Adam and AdamW, both
-branches of torch's lerp. They run only on C-contiguous NumPy float32/float64 arrays of one dtype.
+branches of torch's lerp. (A NaN parameter, which the update does not reject, gives NaN on both paths, but
+not always the same NaN: a review found 0x7fc00000 from the loop's scalar tail where NumPy gave 0xffc00000.) They run only on
+C-contiguous NumPy float32/float64 arrays of one dtype and ndim ≥ 1.
 """
 
 from __future__ import annotations
@@ -34,11 +37,20 @@ __all__ = ["adam_step", "adam_step_in_place", "adam_step_square_sum_in_place", "
 
 
 def usable(*arrays: Any) -> bool:
-    """The kernels apply: numba on, and every array a C-contiguous float32/float64 ndarray of one dtype."""
+    """The kernels apply: numba on, and every array a C-contiguous float32/float64 ndarray of one dtype, ndim ≥ 1.
+
+    0-d arrays take the NumPy code: it returns NumPy scalars for them, and NumPy 1.x computes a 0-d float32
+    operand with a Python float in float64.
+    """
+    if not all(
+        type(a) is np.ndarray for a in arrays
+    ):  # first: other libraries' dtypes are not NumPy's
+        return False
     dtype = arrays[0].dtype
     return (
         dtype in HOST_FLOATS
-        and all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+        and arrays[0].ndim > 0
+        and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
         and _kernels() is not None
     )
 

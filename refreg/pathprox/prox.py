@@ -10,7 +10,7 @@ from refreg._validation import (
     check_finite_array,
     check_nonnegative,
 )
-from refreg.pathprox.groups import _in_norm, _overflow_safe
+from refreg.pathprox.groups import _in_norm
 
 SPHERE_EPS = 1e-6
 """The authors' clip (``regularize_func.py``): ``||w||`` is floored at 1e-6 before dividing, and each ``P_g`` is
@@ -55,13 +55,31 @@ def group_soft_threshold(z: Any, tau: float, axis: int = 0) -> Any:
         raise ValueError(
             f"axis must be in [{-z.ndim}, {z.ndim - 1}] for z of shape {tuple(z.shape)}"
         )
-    # beyond sqrt(float max) Σz² overflows (float32 z = 2^70): the norm is then computed on z·2^-e
-    norm = _overflow_safe(xp, lambda z: xp.linalg.vector_norm(z, axis=axis, keepdims=True), z)
+    # Σz² overflows beyond sqrt(float max) (float32 z = 2^70) and underflows for tiny z (float32 2^-80 gave
+    # norm 0, so a τ below the true norm zeroed z): outside the safe range the norms come from z·2^-e
+    m = _max_abs(xp, z)
+    if _squares_unsafe(m, z.dtype == xp.float32):
+        scale = Pow2Scale(m, z.dtype == xp.float32, "z")
+        norm = scale.undo(xp.linalg.vector_norm(scale(z), axis=axis, keepdims=True))
+    else:
+        norm = xp.linalg.vector_norm(z, axis=axis, keepdims=True)
     return z * _shrink_factor(xp, norm, tau)
 
 
+def _squares_unsafe(m: float, float32: bool) -> bool:
+    """Whether sums of squares of entries up to ``m = max|x|`` could overflow or lose bits to underflow.
+
+    Σx² is safe for ``0 < m`` within 2^±400 in float64 and 2^±50 in float32 (float32 squares overflow at 2^64
+    and go subnormal below 2^-63); ``m = 0`` is safe (every norm is 0).
+    """
+    bound = 2.0**50 if float32 else 2.0**400
+    return 0.0 < m < 1.0 / bound or m > bound
+
+
 def _shrink_factor(xp: Any, norm: Any, tau: float) -> Any:
-    if tau == 0.0:  # the identity, also where Σz² underflowed to 0 (float32 slices below 2^-75)
+    if (
+        tau == 0.0
+    ):  # the identity, also for a norm that underflowed to 0 (fused.py's sums of squares)
         return xp.ones_like(norm)
     keep = norm > tau
     return xp.where(keep, 1.0 - tau / xp.where(keep, norm, 1.0), 0.0)
@@ -154,11 +172,9 @@ def prox_norm_product(W: Any, V: Any, tau: float) -> tuple[Any, Any]:
         )
     # the factors are scale-free (the prox is positively homogeneous), so compute the norms of 2^-e·(W, V)
     # when Σw² could overflow or underflow: bitwise the same factors, no inf/inf (W = 1e200 gave NaN)
+    # (float32 W = 2^70 gave NaN with float64's bounds)
     m = max(_max_abs(xp, W), _max_abs(xp, V))
-    # Σw² is safe for |w| within 2^±400 in float64 and 2^±50 in float32 (its squares overflow at 2^64 and lose
-    # bits below 2^-63; float32 W = 2^70 gave NaN with the float64 bounds)
-    bound = 2.0**50 if W.dtype == xp.float32 else 2.0**400
-    if 0.0 < m < 1.0 / bound or m > bound:
+    if _squares_unsafe(m, W.dtype == xp.float32):
         scale = Pow2Scale(m, W.dtype == xp.float32, "W and V")
         alpha = xp.linalg.vector_norm(scale(W), axis=1)
         beta = xp.linalg.vector_norm(scale(V), axis=0)
