@@ -1,8 +1,10 @@
 """The benchmark harness: interleaved repeats in one process, medians, ratios with their spread.
 
-Variants compared with each other run in turns (A B A B ...) after a warm-up, so drift in the machine's speed
-(frequency scaling, other processes) hits every variant alike. A comparison reports each variant's median
-time and, against its baseline, the ratio of medians with the min-max of the per-round ratios.
+Variants compared with each other run in rounds after a warm-up, each round every variant once, so drift in the
+machine's speed (frequency scaling, other processes) hits every variant alike. The order within a round is a
+fresh permutation from a fixed seed, so no variant always runs right after the same one (and inherits its
+cache footprint and freed memory), and a rerun uses the same orders. A comparison reports each variant's
+median time and, against its baseline, the ratio of medians with the min-max of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -54,8 +57,8 @@ def compare(
 ) -> Comparison:
     """Time every variant ``repeats`` times in interleaved rounds; medians and ratios to ``baseline``.
 
-    Each round runs every variant once, in an order rotated by one from the previous round's; the ratios are
-    taken within each round.
+    Each round runs every variant once, in a seeded random order (module docstring). The ratio is of the
+    medians; the per-round ratios (variant over baseline in the same round) give its min-max spread.
     """
     if baseline not in variants:
         raise ValueError(f"baseline must be one of {sorted(variants)}, got {baseline!r}")
@@ -66,12 +69,10 @@ def compare(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     keys = list(variants)
+    orders = random.Random(0)  # the same orders on every run
     try:
-        for r in range(repeats):
-            # rotate the order every round, so that no variant always runs right after the same one and
-            # inherits its cache footprint and freed memory
-            shift = r % len(keys)
-            for key in keys[shift:] + keys[:shift]:
+        for _ in range(repeats):
+            for key in orders.sample(keys, len(keys)):
                 times[key].append(time_call(variants[key], sync))
     finally:
         if gc_was_enabled:
