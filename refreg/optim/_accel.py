@@ -32,6 +32,7 @@ import numpy as np
 
 from refreg import _backend, _numba
 from refreg._backend import HOST_FLOATS, pairwise_blocks
+from refreg.optim.kernels import AdamStepCoefficients
 
 __all__ = ["adam_step", "adam_step_in_place", "adam_step_square_sum_in_place", "usable"]
 
@@ -55,7 +56,7 @@ def usable(*arrays: Any) -> bool:
     )
 
 
-def _scalars(c: Any, dtype: Any) -> tuple:
+def _scalars(c: AdamStepCoefficients, dtype: Any) -> tuple:
     """The step's scalars in the arrays' dtype, as NumPy casts a Python float operand of a ufunc (NEP 50)."""
     cast = dtype.type
     w = c.lerp_weight
@@ -74,7 +75,7 @@ def _scalars(c: Any, dtype: Any) -> tuple:
     )
 
 
-def adam_step_in_place(c: Any, p, g, m, v) -> None:
+def adam_step_in_place(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> None:
     """One Adam step (coefficients ``c``, a ``kernels.AdamStepCoefficients``) written into ``p, m, v``.
 
     Each element is read before it is written. In place only: with separate outputs LLVM's run-time overlap
@@ -84,7 +85,7 @@ def adam_step_in_place(c: Any, p, g, m, v) -> None:
     _kernels()["adam"](*flat, 0, p.size, None, *_scalars(c, p.dtype))
 
 
-def adam_step(c: Any, p, g, m, v) -> tuple[Any, Any, Any]:
+def adam_step(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> tuple[Any, Any, Any]:
     """One Adam step into new arrays ``(θ, m, v)`` (the pure update's speed path); the inputs are not written."""
     out = tuple(np.empty_like(p) for _ in range(3))
     flat = (a.reshape(-1) for a in (p, g, m, v, *out))
@@ -92,7 +93,7 @@ def adam_step(c: Any, p, g, m, v) -> tuple[Any, Any, Any]:
     return out
 
 
-def adam_step_square_sum_in_place(c: Any, p, g, m, v) -> Any:
+def adam_step_square_sum_in_place(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> Any:
     """:func:`adam_step_in_place`, returning ``np.sum(p * p)`` of the new θ bit for bit (a NumPy scalar)."""
     flat = [a.reshape(-1) for a in (p, g, m, v)]
     scalars = _scalars(c, p.dtype)
