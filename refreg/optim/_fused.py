@@ -112,7 +112,9 @@ def adam_kernel_into(
     np.add(p, t2, out=op)  # p + (−step_size)·m / denom
 
 
-def adam_into(scalars: tuple, p, g, m, v, op, om, ov, square_sum: bool = False) -> Any:
+def adam_into(
+    scalars: AdamStepCoefficients, p, g, m, v, op, om, ov, square_sum: bool = False
+) -> Any:
     """The fused Adam step of one tensor into ``op, om, ov`` (block by block).
 
     ``square_sum=True`` also returns ``np.sum(op * op)`` of the new parameters, bit for bit, from the blocks
@@ -122,10 +124,9 @@ def adam_into(scalars: tuple, p, g, m, v, op, om, ov, square_sum: bool = False) 
 
     # in place with numba installed: the compiled loop (the ``fast`` extra)
     if op is p and om is m and ov is v and _accel.usable(p, g, m, v):
-        coefficients = AdamStepCoefficients(*scalars)
         if square_sum:
-            return _accel.adam_step_square_sum_in_place(coefficients, p, g, m, v)
-        _accel.adam_step_in_place(coefficients, p, g, m, v)
+            return _accel.adam_step_square_sum_in_place(scalars, p, g, m, v)
+        _accel.adam_step_in_place(scalars, p, g, m, v)
         return None
 
     def kernel(p, g, m, v, op, om, ov, t1, t2):

@@ -77,9 +77,8 @@ def _squares_unsafe(m: float, float32: bool) -> bool:
 
 
 def _shrink_factor(xp: Any, norm: Any, tau: float) -> Any:
-    if (
-        tau == 0.0
-    ):  # the identity, also for a norm that underflowed to 0 (fused.py's sums of squares)
+    # τ = 0 is the identity, also for a norm that underflowed to 0 (fused.py's sums of squares)
+    if tau == 0.0:
         return xp.ones_like(norm)
     keep = norm > tau
     return xp.where(keep, 1.0 - tau / xp.where(keep, norm, 1.0), 0.0)
