@@ -187,6 +187,10 @@ def elementwise(fn: Any, *arrays: Any, n_out: int = 1, block: int | None = None)
     block = CACHE_BLOCK if block is None else block
     if not array_api_compat.is_numpy_namespace(xp) or size <= 2 * block:
         out = fn(*arrays)
+        if shape == () and array_api_compat.is_numpy_namespace(xp):
+            # NumPy arithmetic on 0-d arrays returns scalars (np.float64 is a Python float, which the next
+            # update's checks rightly refuse as an array): give 0-d arrays back, same values and dtypes
+            out = np.asarray(out) if n_out == 1 else tuple(np.asarray(o) for o in out)
         return out
     flat = [xp.reshape(a, (-1,)) for a in arrays]
     first = fn(*(f[:block] for f in flat))

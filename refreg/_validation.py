@@ -85,7 +85,10 @@ def check_lr(lr: Any) -> float | Callable[[int], float]:
 
 
 def check_finite_array(name: str, x: Any) -> None:
-    """Raise ``FloatingPointError`` if ``x`` holds NaN or inf (one reduction, one host sync)."""
+    """Raise ``FloatingPointError`` if ``x`` holds NaN or inf (one reduction, one host sync); ``TypeError``
+    naming ``name`` if ``x`` is not an array."""
+    if type(x) is not np.ndarray and not is_array(x):
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}: {x!r:.80}")
     if not all_finite(x):
         # the namespace only for the message: on the fast path all_finite needs none
         xp = get_namespace(x)
@@ -139,10 +142,21 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+MAX_STEP = 2**53
+"""The largest step counter accepted: every int up to it is exact as a float (β**t, schedules); a checkpoint
+could hold any int, and a larger one would end in ``OverflowError`` inside the arithmetic."""
+
+
 def check_step(name: str, value: Any) -> int:
-    """A step counter: an int >= 0 (not a bool, not a float), else ``ValueError`` naming it."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {type(value).__name__} {value!r}")
+    """A step counter: an int in [0, 2**53] (not a bool, not a float), else ``ValueError`` naming it."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or not 0 <= value <= MAX_STEP
+    ):
+        raise ValueError(
+            f"{name} must be an int in [0, 2**53], got {type(value).__name__} {value!r:.40}"
+        )
     return int(value)
 
 

@@ -431,7 +431,14 @@ for field, value, label in [
     ("kappa", math.nan, "nan"),
     ("norm_ema", -1.0, "negative"),
     ("prev_norm_ema", math.inf, "inf"),
-    ("prev_growth", math.nan, "nan"),
+    (
+        "prev_growth",
+        math.inf,
+        "inf",
+    ),  # NaN is the detector's own value for a zero norm (check_state)
+    ("lam", 10**400, "int-beyond-float"),
+    ("kappa", 10**400, "int-beyond-float"),
+    ("step", 2**53 + 1, "beyond-2**53"),
     ("kappa_set", "yes", "str"),
     ("step", -1, "negative"),
     ("step", 1.5, "float"),

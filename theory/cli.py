@@ -87,6 +87,10 @@ def _dask_executor(address: str | None):
         )
     try:
         client = Client(address, timeout="10s")
+    except (ValueError, TypeError) as err:  # a malformed address: a usage error, not a traceback
+        raise FigureInputError(
+            f"--scheduler {address!r} is not a Dask scheduler address: {err}"
+        ) from None
     except (OSError, TimeoutError) as err:
         raise ConnectionError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
     return client, client.get_executor()

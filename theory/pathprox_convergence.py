@@ -302,8 +302,11 @@ def run(config: Run) -> dict:
                 if iteration >= config["iterations"]:
                     done = True
                     break
-    with np.errstate(over="ignore", invalid="ignore"):
-        test_acc = accuracy(net.predict(params, x_test), y_test)
+    if math.isfinite(curve["objective"][-1]):
+        with np.errstate(over="ignore", invalid="ignore"):
+            test_acc = accuracy(net.predict(params, x_test), y_test)
+    else:  # diverged: there is no trained network to test (the last parameters overflow)
+        test_acc = math.nan
     return {
         "config": config,
         **curve,

@@ -162,7 +162,7 @@ class CPR:
             not belong to ``params``; nothing is computed then.
         """
         xp = namespace_of_params(params)
-        check_state(state, params, CPRState)
+        check_state(state, params, CPRState, self.regularized_names(params))
         lr = current_lr(self.base.lr, getattr(state.base, "step", 0)) if self.reg_by_lr else 1.0
         kappa_rule, scalars = self.kappa_init, self.scalars
         # θ_{t+1} ← θ_t + Opt(∇L(θ_t)): the base optimizer's step (no weight decay)
@@ -182,6 +182,10 @@ class CPR:
             theta = new_params[k]
             # R(θ_j) (from the donated Adam pass when it computed it)
             value = float(sums[k] if k in sums else fast_measure_value(theta, self.measure, xp))
+            if not math.isfinite(
+                value
+            ):  # max(0, λ + rate·NaN) would be 0: never turn NaN into a number
+                _raise_not_finite(k, value, self.measure, theta.dtype, donate)
             lam_old = lam[k]
             # λ_j ← max(0, λ_j + (μ/n_j)·(R(θ_j) − κ_j))   (Appendix A; docs/derivations.md)
             lam[k] = scalars.dual_ascent(
@@ -209,6 +213,23 @@ class CPR:
         """The dual step size μ/n_j (l2, l1, huber) or μ (std): release 0.3.1's ``kappa_update``."""
         n = math.prod(theta.shape)
         return self.scalars.round(self.mu if self.measure == "std" else self.mu / n)
+
+
+def _raise_not_finite(name: str, value: float, measure: str, dtype: Any, donate: bool) -> None:
+    cause = (
+        "it overflows the parameters' dtype"
+        if value == math.inf
+        else "the parameters hold NaN or infinite values"
+    )
+    where = (
+        "the donated arrays hold the base step's result"
+        if donate
+        else "the arguments are unchanged"
+    )
+    raise FloatingPointError(
+        f"CPR: R(params[{name!r}]) ({measure}, {dtype}) after the base optimizer's step is {value}: {cause}; "
+        f"λ would be meaningless ({where})"
+    )
 
 
 def _warn_overshoot(t: int, overshoot: list[tuple[str, float]]) -> None:

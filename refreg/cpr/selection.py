@@ -57,11 +57,17 @@ def select_regularized(
     return names
 
 
-def check_state(state: Any, params: Mapping[str, Any], state_type: type) -> None:
+def check_state(
+    state: Any, params: Mapping[str, Any], state_type: type, regularized: list[str] | None = None
+) -> None:
     """A ``state_type`` (CPRState) whose keys match ``params`` and whose scalars lie in their domains.
 
-    ``TypeError`` for another state type, ``ValueError`` naming the field (``state.lam['w']``) otherwise.
-    The wrapped optimizer's state is checked by its own ``update``.
+    ``regularized``: the names this optimizer constrains (``CPR.regularized_names(params)``); the state's
+    multipliers must be exactly these (a crafted state could otherwise constrain a bias). ``TypeError`` for
+    another state type, ``ValueError`` naming the field (``state.lam['w']``) otherwise. The detector's
+    ``prev_growth`` may be NaN: the relative growth of a norm that is 0 is undefined (as in the release), and
+    NaN compares false, so no inflection point is found from it. The wrapped optimizer's state is checked by
+    its own ``update``.
     """
     if not isinstance(state, state_type):
         raise TypeError(
@@ -85,6 +91,11 @@ def check_state(state: Any, params: Mapping[str, Any], state_type: type) -> None
         raise ValueError(
             f"state.lam must name regularized parameters of params; got {sorted(names)} for {sorted(params)}"
         )
+    if regularized is not None and names != set(regularized):
+        raise ValueError(
+            f"state.lam must have the keys of the tensors this optimizer regularizes, {sorted(regularized)}; "
+            f"got {sorted(names)}"
+        )
     for k, t in state.step.items():
         check_step(f"state.step[{k!r}]", t)
     for k, flag in state.kappa_set.items():
@@ -103,9 +114,15 @@ def check_state(state: Any, params: Mapping[str, Any], state_type: type) -> None
             where = f"state.{field}[{k!r}]"
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.floating)):
                 raise ValueError(f"{where} must be a float, got {type(v).__name__} {v!r:.40}")
-            if not (math.isfinite(v) and v >= low):
+            try:
+                x = float(v)
+            except OverflowError:  # an int beyond float range (a checkpoint can hold any int)
+                x = math.inf
+            if field == "prev_growth" and math.isnan(x):
+                continue  # undefined growth of a zero norm (docstring)
+            if not (math.isfinite(x) and x >= low):
                 bound = "finite" if low == -math.inf else f"finite and >= {low}"
-                raise ValueError(f"{where} must be {bound}, got {v!r}")
+                raise ValueError(f"{where} must be {bound}, got {v!r:.40}")
 
 
 def _as_bool(value: Any, name: str) -> bool:

@@ -8,6 +8,7 @@ Notation: ``n`` batch size, ``C`` classes, ``Z`` logits of shape (n, C), ``y`` i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -105,10 +106,11 @@ def mse(pred: Any, target: Any) -> tuple[Any, Any]:
 
 
 def accuracy(logits: Any, labels: Any) -> float:
-    """Fraction of rows whose arg-max logit is the label (a host float).
+    """Fraction of rows whose arg-max logit is the label (a host float); NaN if any logit is NaN.
 
     ``logits`` of shape (n, C) with n >= 1, ``labels`` integer of shape (n,): (n, 1) labels would broadcast
-    to an (n, n) comparison and are refused.
+    to an (n, n) comparison and are refused. The arg-max of a row holding NaN is undefined (NumPy's picks the
+    NaN's column), so a diverged network gets NaN, never a number such as the share of class 0.
     """
     xp = get_namespace(logits, labels)
     if logits.ndim != 2 or logits.shape[0] == 0:
@@ -119,6 +121,8 @@ def accuracy(logits: Any, labels: Any) -> float:
         )
     if not xp.isdtype(labels.dtype, "integral"):
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if xp.any(xp.isnan(logits)):
+        return math.nan
     pred = xp.argmax(logits, axis=1)
     return float(xp.mean(xp.astype(pred == xp.astype(labels, pred.dtype), xp.float64)))
 

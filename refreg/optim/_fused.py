@@ -12,8 +12,8 @@ one of two scratch blocks or into the output, so their results are bit for bit t
 themselves: the caller gives those arrays up, they are overwritten with the new values and returned. This is the
 opt-in, in-place analogue of ``torch.optim``'s ``step()``; the default pure update is unchanged.
 
-Donation rules (checked before anything is written): every donated array is a writeable array, no two donated
-arrays of one parameter are the same memory, and no gradient overlaps a donated array. NumPy arrays in C order
+Donation rules (checked before anything is written): every donated array is a writeable array, and no donated
+array shares memory with another donated array or with a gradient, of any parameter. NumPy arrays in C order
 go through the fused kernels; other arrays (CuPy, ``array_api_strict``, strided NumPy views) get the reference
 result assigned into them (``buf[...] = new``), so ``donate=True`` means the same thing on every backend.
 """
@@ -35,41 +35,90 @@ __all__ = ["adam_kernel_into", "assign_into", "check_donation", "sgd_kernel_into
 
 
 def check_donation(
-    xp: Any, grads: Mapping[str, Any], params: Mapping[str, Any], *buffers: Mapping[str, Any]
+    xp: Any,
+    grads: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *buffers: Mapping[str, Any],
+    names: tuple[str, ...] = (),
 ) -> bool:
     """Check that ``params`` and the state ``buffers`` can be donated; True if the fused NumPy path applies.
+
+    ``names``: the buffers' names for the messages (e.g. ``"state.exp_avg"``; default ``"state"``).
+
+    Every donated array is overwritten while the others are still being read, so no donated array may share
+    memory with another donated array or with any gradient, of any parameter (a gradient that *is* another
+    parameter, or two parameters that are overlapping views, would silently change the result).
 
     Raises
     ------
     ValueError
-        A donated array is read-only, is used twice, or overlaps another donated array of its parameter or the
-        parameter's gradient (the in-place result would then be wrong); nothing has been written.
+        A donated array is read-only, is used twice, or may overlap another donated array or a gradient (the
+        in-place result would then be wrong); nothing has been written.
     """
     fused = array_api_compat.is_numpy_namespace(xp)
-    seen: set[int] = set()
+    labels = ["params", *(names[i] if i < len(names) else "state" for i in range(len(buffers)))]
+    donated: dict[int, str] = {}
     for key, p in params.items():
-        donated = [("params", p)] + [("state", b[key]) for b in buffers]
-        for where, a in donated:
-            if id(a) in seen:
+        for where, a in zip(labels, (p, *(b[key] for b in buffers)), strict=True):
+            name = f"{where}[{key!r}]"
+            if id(a) in donated:
                 raise ValueError(
-                    f"donate=True: {where}[{key!r}] is an array used twice among the donated arrays"
+                    f"donate=True: {name} is the array {donated[id(a)]}; donated arrays must be distinct"
                 )
-            seen.add(id(a))
+            donated[id(a)] = name
             if isinstance(a, np.ndarray):
                 if not a.flags.writeable:
-                    raise ValueError(
-                        f"donate=True needs writeable arrays; {where}[{key!r}] is read-only"
-                    )
+                    raise ValueError(f"donate=True needs writeable arrays; {name} is read-only")
                 fused = fused and a.flags.c_contiguous
-        if isinstance(p, np.ndarray):
-            arrays = [a for _, a in donated] + [grads[key]]
-            for i in range(len(arrays)):
-                for j in range(i + 1, len(arrays)):
-                    if np.may_share_memory(arrays[i], arrays[j]):
-                        raise ValueError(
-                            f"donate=True: the donated arrays of {key!r} and its gradient must not overlap"
-                        )
+    for key, g in grads.items():
+        if id(g) in donated:  # on every backend: the same object
+            raise ValueError(
+                f"donate=True: grads[{key!r}] is the donated array {donated[id(g)]}; it would be "
+                "overwritten while it is read"
+            )
+    _check_overlap(grads, params, buffers, labels[1:])
     return fused
+
+
+def _check_overlap(
+    grads: Mapping[str, Any],
+    params: Mapping[str, Any],
+    buffers: tuple[Mapping[str, Any], ...],
+    labels: list[str],
+) -> None:
+    """ValueError if a donated NumPy array may share memory with another donated array or a gradient.
+
+    Arrays are grouped by the array that owns their memory (the end of the ``.base`` chain): arrays of
+    different owners cannot overlap, so only arrays of one owner are compared pairwise (``np.may_share_memory``,
+    conservative: interleaved strided views count as overlapping). Memory NumPy does not own (``frombuffer``,
+    ``as_strided``, other libraries' buffers) is one group, compared pairwise. Usually every group has one
+    array and the check is linear in the number of arrays.
+    """
+    groups: dict[int, list[tuple[str, Any, bool]]] = {}
+    foreign = -1  # the group of arrays whose memory no ndarray owns
+    entries = [(f"grads[{k!r}]", g, False) for k, g in grads.items()]
+    for key, p in params.items():
+        entries.append((f"params[{key!r}]", p, True))
+        entries.extend(
+            (f"{where}[{key!r}]", b[key], True) for where, b in zip(labels, buffers, strict=True)
+        )
+    for entry in entries:
+        a = entry[1]
+        if not isinstance(a, np.ndarray):
+            continue
+        while isinstance(a.base, np.ndarray):
+            a = a.base
+        groups.setdefault(foreign if a.base is not None else id(a), []).append(entry)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for i, (name_i, a_i, donated_i) in enumerate(members):
+            for name_j, a_j, donated_j in members[i + 1 :]:
+                if (donated_i or donated_j) and np.may_share_memory(a_i, a_j):
+                    raise ValueError(
+                        f"donate=True: {name_i} and {name_j} may share memory; a donated array must not "
+                        "overlap another donated array or a gradient"
+                    )
 
 
 def assign_into(target: Any, value: Any) -> Any:

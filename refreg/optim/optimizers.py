@@ -32,6 +32,7 @@ from refreg._validation import (
     check_in_range,
     check_lr,
     check_nonnegative,
+    check_positive,
 )
 from refreg.io import register_state
 from refreg.optim import _accel
@@ -151,7 +152,13 @@ class SGD:
     ) -> tuple[Params, SGDState]:
         """The SGD step written into ``params`` and the momentum buffers (speed path, :mod:`._fused`)."""
         buffers = state.momentum_buffer
-        fused = check_donation(xp, grads, params, *((buffers,) if self.momentum else ()))
+        fused = check_donation(
+            xp,
+            grads,
+            params,
+            *((buffers,) if self.momentum else ()),
+            names=("state.momentum_buffer",),
+        )
         first = step == 0
         for key, p in params.items():
             buf = buffers[key] if self.momentum else None
@@ -186,7 +193,11 @@ class Adam:
 
     ``decoupled_weight_decay=True`` is AdamW (Loshchilov & Hutter 2019, Alg. 2, with PyTorch's lr-scaled decay).
     The arithmetic follows PyTorch's single-tensor kernel operation by operation (``lerp`` for m, bias
-    corrections folded into the step size), so float64 trajectories agree to rounding.
+    corrections folded into the step size), so float64 trajectories agree to rounding. Not bit for bit: torch's
+    vectorised CPU kernels fuse some multiply-adds (``lerp``, ``addcmul``, ``add`` with ``alpha``) and take
+    ``sqrt(1 − β₂ᵗ)`` as Python's ``** 0.5``, where refreg rounds every operation and uses ``math.sqrt``
+    (PORTING.md, "Adam / AdamW"). ``eps`` must be > 0 (torch accepts 0, which gives 0/0 for a coordinate
+    whose gradients have all been 0).
     """
 
     lr: float | Schedule = 1e-3
@@ -203,7 +214,9 @@ class Adam:
         beta1 = check_in_range("betas[0]", self.betas[0], 0.0, 1.0, closed="left")
         beta2 = check_in_range("betas[1]", self.betas[1], 0.0, 1.0, closed="left")
         set_("betas", (beta1, beta2))
-        set_("eps", check_nonnegative("eps", self.eps))
+        # eps > 0, unlike torch's eps >= 0: with eps = 0 a coordinate whose gradients have all been 0 (a dead
+        # unit, an unused embedding row) gets 0/0 = NaN
+        set_("eps", check_positive("eps", self.eps))
         set_("weight_decay", check_nonnegative("weight_decay", self.weight_decay))
         set_(
             "decoupled_weight_decay",
@@ -290,7 +303,9 @@ def _adam_donated(
 ) -> tuple[Params, AdamState]:
     """The Adam step written into ``params`` and the moments (speed path, :mod:`._fused`)."""
     m_all, v_all = state.exp_avg, state.exp_avg_sq
-    fused = check_donation(xp, grads, params, m_all, v_all)
+    fused = check_donation(
+        xp, grads, params, m_all, v_all, names=("state.exp_avg", "state.exp_avg_sq")
+    )
     for key, p in params.items():
         m, v = m_all[key], v_all[key]
         if fused:

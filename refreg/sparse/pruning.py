@@ -80,9 +80,17 @@ def apply_mask(params: Mapping[str, Any], masks: Mapping[str, Any]) -> dict[str,
 
 
 def count_nonzero(params: Mapping[str, Any], names: Sequence[str] | None = None) -> int:
-    """``Σ_k #{w ∈ θ_k : w ≠ 0}`` over ``names`` (default: every array in ``params``), a host int."""
+    """``Σ_k #{w ∈ θ_k : w ≠ 0}`` over ``names`` (default: every array in ``params``), a host int.
+
+    Raises
+    ------
+    FloatingPointError
+        A counted tensor holds NaN or inf (NaN ≠ 0 would count a diverged weight as a nonzero one).
+    """
     xp = namespace_of_params(params)
     keys = list(params) if names is None else weight_names(params, names)
+    for k in keys:
+        check_finite_array(f"params[{k!r}]", params[k])
     return sum(int(xp.sum(xp.astype(params[k] != 0, xp.int64))) for k in keys)
 
 
@@ -136,6 +144,11 @@ class Masked:
         self, grads: Mapping[str, Any], state: Any, params: Mapping[str, Any]
     ) -> tuple[dict[str, Any], Any]:
         _check_masks(self.masks, params)
+        for key in self.masks:
+            if (
+                key in grads
+            ):  # before masking: a NaN at a pruned position would be zeroed, never seen
+                check_finite_array(f"grads[{key!r}]", grads[key])
         masked_grads = apply_mask(grads, self.masks)
         new_params, new_state = self.optimizer.update(
             masked_grads, _mask_state(state, self.masks), params
