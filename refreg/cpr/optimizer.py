@@ -160,6 +160,10 @@ class CPR:
         TypeError, ValueError, FloatingPointError
             From the base optimizer's checks (keys, shapes, dtypes, non-finite gradients), or a state that does
             not belong to ``params``; nothing is computed then.
+        FloatingPointError
+            R(θ_j) after the base step is NaN or inf (parameters holding NaN/inf, or a float32 R that
+            overflows): ``max(0, λ + rate·NaN)`` would silently reset λ to 0 (the release gives NaN). The
+            arguments are unchanged, except the donated arrays with ``donate=True``, which hold the base step.
         """
         xp = namespace_of_params(params)
         check_state(state, params, CPRState, self.regularized_names(params))
