@@ -180,6 +180,11 @@ class CPR:
         step = {k: t + 1 for k, t in state.step.items()}
         lam, kappa, kappa_set = dict(state.lam), dict(state.kappa), dict(state.kappa_set)
         overshoot = []
+        # Kappa-IP runs on the release's multi-tensor path, whose std and l1 increments of λ are [1]-shaped
+        # tensors: added in the parameters' dtype, then rounded (refreg.cpr.scalars)
+        increment_rounded = not (
+            isinstance(kappa_rule, InflectionPoint) and self.measure in ("std", "l1")
+        )
         for k in lam:  # for each regularized tensor θ_j
             if not kappa_rule.constrains(step[k]):
                 continue  # Kappa-WS: unconstrained up to step s (Algorithm 2)
@@ -193,7 +198,12 @@ class CPR:
             lam_old = lam[k]
             # λ_j ← max(0, λ_j + (μ/n_j)·(R(θ_j) − κ_j))   (Appendix A; docs/derivations.md)
             lam[k] = scalars.dual_ascent(
-                lam_old, value, kappa[k], self._rate(theta), dtype_name(theta, xp)
+                lam_old,
+                value,
+                kappa[k],
+                self._rate(theta),
+                dtype_name(theta, xp),
+                increment_rounded,
             )
             if lam[k] > 0.0:
                 if self.measure == "l2" and 2.0 * lr * lam[k] >= 1.0:

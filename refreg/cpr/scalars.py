@@ -58,9 +58,21 @@ class ScalarPolicy(Protocol):
         ...
 
     def dual_ascent(
-        self, lam: float, value: float, kappa: float, rate: float, param_dtype: str
+        self,
+        lam: float,
+        value: float,
+        kappa: float,
+        rate: float,
+        param_dtype: str,
+        increment_rounded: bool = True,
     ) -> float:
-        """The multiplier update ``max(0, λ + rate·(R − κ))`` (docs/derivations.md, "CPR's multiplier")."""
+        """The multiplier update ``max(0, λ + rate·(R − κ))`` (docs/derivations.md, "CPR's multiplier").
+
+        ``increment_rounded``: where the release's increment ``rate·(R − κ)`` is a 0-dim tensor (its
+        single-tensor path; the l2 and Huber branches of its multi-tensor path), torch rounds it to λ's
+        float32 before adding; where it has shape [1] (the std and l1 branches of the multi-tensor path, which
+        Kappa-IP runs on) the sum is taken in the parameters' dtype and rounded once (False).
+        """
         ...
 
     def ema(self, average: float, decay: float, sample: float) -> float:
@@ -86,7 +98,13 @@ class Float64Scalars:
         return float(x)
 
     def dual_ascent(
-        self, lam: float, value: float, kappa: float, rate: float, param_dtype: str
+        self,
+        lam: float,
+        value: float,
+        kappa: float,
+        rate: float,
+        param_dtype: str,
+        increment_rounded: bool = True,
     ) -> float:
         return max(0.0, lam + rate * (value - kappa))
 
@@ -105,7 +123,9 @@ class Float32ReleaseScalars:
 
     - stored scalars: ``κ = fl32(κ)``, ``μ/n = fl32(μ/n)``, Kappa-kI₀ ``κ = fl32(fl32(k)·fl32(R(θ₀)))``;
     - the multiplier: ``λ ← max(0, fl32(λ + fl32(fl_p(fl_p(R − κ)·(μ/n)))))`` (``R − κ`` and the product are
-      computed in the parameters' dtype, as torch promotes a float32 0-d tensor against a float64 one);
+      computed in the parameters' dtype, as torch promotes a float32 0-d tensor against a float64 one); on the
+      release's multi-tensor std and l1 branches (Kappa-IP with those measures) ``λ ← max(0,
+      fl32(fl_p(λ + fl_p(fl_p(R − κ)·(μ/n)))))``, one rounding to float32 (``increment_rounded=False``);
     - the detector: ``e ← fl32(fl32(e·fl32(d)) + fl32(1 − d)·fl32(‖θ‖))`` (torch's ``mul_`` then ``add_``
       with one rounding each), growth ``fl32(fl32(e − e_prev)/e)``, the 1 % floor ``fl32(0.01)``.
     """
@@ -116,11 +136,20 @@ class Float32ReleaseScalars:
         return round_to_dtype(x, "float32")
 
     def dual_ascent(
-        self, lam: float, value: float, kappa: float, rate: float, param_dtype: str
+        self,
+        lam: float,
+        value: float,
+        kappa: float,
+        rate: float,
+        param_dtype: str,
+        increment_rounded: bool = True,
     ) -> float:
         violation = round_to_dtype(value - kappa, param_dtype)
         increment = round_to_dtype(violation * rate, param_dtype)
-        return max(0.0, self.round(lam + self.round(increment)))
+        if increment_rounded:  # a 0-dim increment: torch computes λ + increment in λ's float32
+            increment = self.round(increment)
+        # else a [1]-shaped one: λ + increment in the parameters' dtype (float32 + float64 promotes), one rounding
+        return max(0.0, self.round(round_to_dtype(lam + increment, param_dtype)))
 
     def ema(self, average: float, decay: float, sample: float) -> float:
         decayed = self.round(average * self.round(decay))
