@@ -12,7 +12,15 @@ from refreg._validation import check_step
 
 
 def default_regularize(name: str, theta: Any) -> bool:
-    """The release's choice for an MLP: weights (``ndim >= 2``) are regularized, biases (``ndim < 2``) are not."""
+    """The release's choice for an MLP: weights (``ndim >= 2``) are regularized, biases (``ndim < 2``) are not.
+
+    For other models the release's ``group_parameters_for_cpr_optimizer`` differs from ``ndim >= 2``: it skips
+    ``nn.Embedding`` weights and every name containing "embed" (unless ``regularize_embedding``), parameters
+    marked ``_no_weight_decay`` and 2-D parameters named ``*bias``; it regularizes 1-D and 0-d parameters
+    outside norm layers that are not biases (a PReLU slope, a gain, a temperature). It agrees for Linear,
+    convolution, attention and norm layers. Pass ``regularize=`` to reproduce it elsewhere (refreg's
+    transformer figure passes its matrices, the release's ``reg_embedding=True``).
+    """
     return theta.ndim >= 2
 
 
