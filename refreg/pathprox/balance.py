@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from refreg.pathprox.groups import (
     Groups,
@@ -34,7 +37,12 @@ def balance_units(
         groups.pairs, _unit_norms(xp, params, groups, regularize_bias), strict=True
     ):
         alive = (nw > 0) & (nv > 0)
-        a = xp.where(alive, xp.sqrt(nv / xp.where(alive, nw, 1.0)), 1.0)
+        with np.errstate(over="ignore", under="ignore"):  # a lost ratio is handled below
+            ratio = nv / xp.where(alive, nw, 1.0)
+        a = xp.where(alive, xp.sqrt(ratio), 1.0)
+        lost = alive & ~((ratio >= xp.finfo(ratio.dtype).smallest_normal) & (ratio < math.inf))
+        if bool(xp.any(lost)):  # ||v||/||w|| beyond the float range (1e-200/1e200): sqrt each first
+            a = xp.where(lost, xp.sqrt(nv) / xp.sqrt(xp.where(alive, nw, 1.0)), a)
         out[pair.w] = params[pair.w] * a[:, None]
         out[pair.v] = params[pair.v] / a[None, :]
         if pair.w_bias is not None:
@@ -46,7 +54,9 @@ def _layer_scales(xp: Any, P: list[Any]) -> list[Any]:
     """Cumulative scales ``a_g`` of the authors' sequential layer balance (closed form).
 
     ``a_g = P̄/P_g`` applied in order with ``P_{g+1} ← P_{g+1}/a_g`` gives ``a_g = P̄^{g+1} / Π_{j≤g} P_j``; the
-    last one is 1 up to rounding and is set to exactly 1 (the last V has no layer to compensate it).
+    last one is 1 up to rounding and is set to exactly 1 (the last V has no layer to compensate it). The 1e-6
+    floor is applied to the original ``P_j``; where the authors' loop, which floors the running ``P_g``
+    instead, gives other scales: :func:`balance_layers`.
     """
     logs = [xp.log(xp.clip(p, min=SPHERE_EPS)) for p in P]
     log_g = sum(logs) / len(logs)
@@ -68,7 +78,8 @@ def _check_chain(params: Mapping[str, Any], groups: Groups) -> None:
 
 
 def balance_layers(params: Mapping[str, Any], groups: Groups) -> Params:
-    """The authors' layer-wise balance: every group path norm ``P_g`` becomes their geometric mean P̄.
+    """The authors' layer-wise balance in closed form: every group path norm ``P_g`` becomes their geometric
+    mean P̄ (while no 1e-6 floor acts, see below).
 
     .. math::
         a_g = P̄^{g+1} / Π_{j≤g} max(P_j, 10^{-6}),\\quad V_g ← (a_g/a_{g-1}) V_g,\\quad
@@ -76,14 +87,27 @@ def balance_layers(params: Mapping[str, Any], groups: Groups) -> Params:
 
     with ``P̄ = (Π_g max(P_g, 1e-6))^{1/G}`` over the G pairs, ``a_{-1} = 1`` and ``a_{G-1} = 1`` exactly
     (``layerwise_balance`` in the authors' ``regularize_func.py``; derived in docs/derivations.md, "Balancing
-    formulas"). The floor 1e-6 enters both factors, P̄ and the running product, so a dead group (``P_j = 0``)
-    divides by 1e-6, not by 0. As computed: ``log_j = log max(P_j, 1e-6)``,
+    formulas"). As computed: ``log_j = log max(P_j, 1e-6)``,
     ``a_g = exp((g + 1)·mean(log) − Σ_{j≤g} log_j)`` for g < G − 1, and V_g is multiplied by the one factor
     ``a_g/a_{g-1}``. The output of group g is scaled by ``a_g`` and undone by the next group, ReLU being
     positively homogeneous; W weights (and hence ``||w_k|| = 1``) are untouched, ``Π_g P_g`` is preserved, and
     ``Σ_g P_g`` is minimized over layer-wise rescalings (AM-GM). The last scale is 1
     up to rounding in the authors' code; here it is exactly 1, so the function is kept exactly.
     Biases are excluded from ``P_g``. Returns a new dict.
+
+    The 1e-6 floor, here and in the authors' loop (docs/derivations.md, "Balancing formulas"): refreg floors
+    the *original* ``P_j``, in P̄ and in the running product alike, so a dead group (``P_j = 0``) divides by
+    1e-6, not by 0, and the function is always kept. The authors' loop floors P̄ the same way but then goes
+    group by group with the *running* path norm: ``s_g = P̄/max(P'_g, 1e-6)`` with ``P'_0 = P_0`` and
+    ``P'_{g+1} = P_{g+1}/max(s_g, 1e-6)``, and it multiplies the last V by its ``s_{G-1}`` too. While every
+    ``P_g`` (g ≥ 1), every ``P'_g`` and every ``s_g`` is at least 1e-6 the two are the same formula (they
+    agree to 3.6e-15 relative); once an intermediate per-layer path norm falls below 1e-6 they differ.
+    For example, ``MLP([1] * 7)`` with ``W_g = 1``, ``V_g = P_g`` and ``P = [2e-6, 2e-6, 1e3]`` (so
+    ``P'_1 = 2.5e-9``): here every ``P_g`` becomes 1.587e-3 and the network output stays 1328.145; the
+    authors' loop gives ``[1.587e-3, 4.0e-6, 1.587e-3]`` and, its ``s_2 = 2.5e-3`` not being 1, changes the
+    output to 3.347. With ``P = [1, 1e-7, 1]`` (only the original ``P_1`` below the floor) this function
+    gives ``[0.01, 0.001, 0.01]``, not all equal to P̄, and keeps the output; the authors' loop gives
+    ``[0.01, 0.01, 0.01]`` and multiplies the output by 10.
     """
     xp = check_groups(params, groups)
     _check_chain(params, groups)

@@ -103,7 +103,7 @@ def _host_norm_product_factors(alpha: Any, beta: Any, tau: float) -> tuple[Any, 
     zero_w = alpha <= tb
     zero_v = beta <= ta
     zero_v &= ~zero_w
-    with np.errstate(divide="ignore", invalid="ignore"):  # the entries set below
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # the entries set below
         fw = alpha - tb
         fw /= d
         fw /= alpha

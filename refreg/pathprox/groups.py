@@ -7,7 +7,6 @@ the pair has the incoming weights ``w_k = W[k, :]`` (with bias ``b_k``) and the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -15,7 +14,7 @@ import array_api_compat
 import numpy as np
 
 from refreg._backend import get_namespace, namespace_of_params
-from refreg._pow2 import Pow2Scale
+from refreg._pow2 import GroupPow2, unsafe_norms
 from refreg._validation import (
     check_finite_array,
     check_nonnegative,
@@ -117,8 +116,7 @@ def check_groups(params: Mapping[str, Any], groups: Groups) -> Any:
     else:
         layout = None
     xp = namespace_of_params(params)
-    if not isinstance(groups, Groups):
-        raise TypeError(f"groups must be a refreg.pathprox.Groups, got {type(groups).__name__}")
+    _check_groups_type(groups)
     dtypes = {p.dtype for p in params.values()}
     if len(dtypes) != 1:
         raise TypeError(f"params must share one float dtype, got {sorted(map(str, dtypes))}")
@@ -163,6 +161,18 @@ def check_groups(params: Mapping[str, Any], groups: Groups) -> Any:
     return xp
 
 
+def _check_groups_type(groups: Any) -> None:
+    """``TypeError`` unless ``groups`` is a :class:`Groups` whose fields are tuples (or lists)."""
+    if not isinstance(groups, Groups):
+        raise TypeError(f"groups must be a refreg.pathprox.Groups, got {type(groups).__name__}")
+    for field, what in (("pairs", "Group pairs"), ("other", "keys"), ("other_biases", "keys")):
+        value = getattr(groups, field)
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(
+                f"groups.{field} must be a tuple of {what}, got {type(value).__name__}: {value!r:.80}"
+            )
+
+
 # Layouts check_groups has accepted: (groups, then per key its array type, shape and dtype) -> namespace.
 # Every check of check_groups is a function of this layout alone, so an optimizer step on the same network
 # skips them (O(number of arrays) tuple work instead of the namespace look-up and the per-pair checks).
@@ -196,25 +206,40 @@ def _check_finite_params(params: Mapping[str, Any], xp: Any = None) -> None:
 def _in_norm(xp: Any, W: Any, b: Any, with_bias: bool) -> Any:
     """``||w_k||`` per row, or ``||[w_k, b_k]||`` with the bias (shape (N,))."""
     if with_bias and b is not None:
-        return _overflow_safe(xp, lambda W, b: xp.sqrt(xp.sum(W * W, axis=1) + b * b), W, b)
-    return _overflow_safe(xp, lambda W: xp.linalg.vector_norm(W, axis=1), W)
+        return _safe_norms(
+            xp, lambda W, b: xp.sqrt(xp.sum(W * W, axis=1) + b * b), (W, 1), (b, None)
+        )
+    return _safe_norms(xp, lambda W: xp.linalg.vector_norm(W, axis=1), (W, 1))
 
 
 def _out_norm(xp: Any, V: Any) -> Any:
     """``||v_k||`` per column of V (shape (N,))."""
-    return _overflow_safe(xp, lambda V: xp.linalg.vector_norm(V, axis=0), V)
+    return _safe_norms(xp, lambda V: xp.linalg.vector_norm(V, axis=0), (V, 0))
 
 
-def _overflow_safe(xp: Any, norm: Any, *arrays: Any) -> Any:
-    """``norm(*arrays)``; if a sum of squares overflowed (weights beyond ~1e154), recomputed on the arrays
-    scaled by an exact power of two and scaled back, so a norm of 1e200 is 1e200, not inf."""
-    with np.errstate(over="ignore"):  # an overflow is handled below, not an error
+def _safe_norms(xp: Any, norm: Any, *parts: tuple[Any, int | None], keepdims: bool = False) -> Any:
+    """``norm(*arrays)``, a norm per group, right to a few ulps whatever the scale of each group.
+
+    ``parts``: ``(array, axis)``, the group's entries running along ``axis`` (None: one entry per group, a
+    bias); ``keepdims``: the norms keep the reduced axis (:func:`~refreg.pathprox.group_soft_threshold`).
+    The plain norms are kept wherever they are finite and at least :func:`~refreg._pow2.norm_floor`, or 0 for
+    an all-zero group (the usual case: one check over the N norms). Any other group (its sum of squares
+    overflowed beyond ~1e154 in float64, or underflowed) is recomputed on its own entries scaled by its own
+    power of two and scaled back (:class:`~refreg._pow2.GroupPow2`), so a norm of 1e200 is 1e200 and the row
+    [3, 4] next to it still has norm 5. A norm beyond the float max is inf.
+    """
+    arrays = [a for a, _ in parts]
+    full = [(a, axis, keepdims) for a, axis in parts]
+    with np.errstate(over="ignore", under="ignore"):  # handled below, not errors
         n = norm(*arrays)
-    if bool(xp.all(n < math.inf)):  # one reduction over the N norms; params are finite (checked)
+    bad = unsafe_norms(xp, n, full)
+    if bad is None:
         return n
-    m = max(max(float(xp.max(a)), -float(xp.min(a))) for a in arrays)
-    scale = Pow2Scale(m, arrays[0].dtype == xp.float32, "the parameters")
-    return scale.undo(norm(*(scale(a) for a in arrays)))
+    scale = GroupPow2(xp, full, "the parameters")
+    # a norm beyond the float max is inf; entries negligible next to their group's largest may underflow
+    with np.errstate(over="ignore", under="ignore"):
+        scaled = scale.undo(norm(*(scale(*part) for part in full)))
+    return xp.where(bad, scaled, n)
 
 
 def unit_norms(

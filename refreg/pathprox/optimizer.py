@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any, NamedTuple
 
+from refreg._backend import all_finite
 from refreg._validation import (
     check_bool,
     check_choice,
@@ -23,6 +24,7 @@ from refreg.pathprox.groups import (
     Groups,
     Params,
     _check_finite_params,
+    _check_groups_type,
     _check_lam,
     check_groups,
 )
@@ -80,10 +82,7 @@ class PathProx:
         set_("lam", _check_lam(self.lam))
         set_("momentum", check_in_range("momentum", self.momentum, 0.0, 1.0, closed="left"))
         check_choice("prox", self.prox, _PROX)
-        if not isinstance(self.groups, Groups):
-            raise TypeError(
-                f"groups must be a refreg.pathprox.Groups, got {type(self.groups).__name__}"
-            )
+        _check_groups_type(self.groups)
         for name in ("layer_balance", "regularize_bias"):
             set_(name, check_bool(name, getattr(self, name)))
 
@@ -147,15 +146,19 @@ class PathProx:
         xp, lr, balance = self._check(grads, state, params)
         new_params, buffers = self._gradient_step(xp, grads, state, params, lr)
         if self.prox != "none":
-            new_params = balance_then_prox_fn(
-                xp,
-                new_params,
-                self.groups,
-                self.lam * lr,
-                prox=self.prox,
-                balance=balance,
-                regularize_bias=self.regularize_bias,
-            )
+            try:
+                new_params = balance_then_prox_fn(
+                    xp,
+                    new_params,
+                    self.groups,
+                    self.lam * lr,
+                    prox=self.prox,
+                    balance=balance,
+                    regularize_bias=self.regularize_bias,
+                )
+            except FloatingPointError as err:  # finite inputs (checked): our own step overflowed
+                _raise_if_overflowed(new_params, lr, err)
+                raise
         return new_params, PathProxState(step=state.step + 1, momentum_buffer=buffers)
 
     def _check(
@@ -204,6 +207,19 @@ class PathProx:
         return new_params, new_buffers
 
 
+def _raise_if_overflowed(new_params: Params, lr: float, err: Exception) -> None:
+    """``FloatingPointError`` naming the first result of the gradient step ``θ − lr·d`` that is not finite.
+
+    The params and gradients were checked finite, so such a result is the step's own overflow (lr·d or the
+    momentum buffer beyond the float max), not the caller's values."""
+    for key, p in new_params.items():
+        if not all_finite(p):
+            raise FloatingPointError(
+                f"the update overflowed: params[{key!r}] − lr·d is not finite with lr={lr!r} (the params "
+                "and gradients are finite); lower lr or the gradient scale"
+            ) from err
+
+
 def pathprox(
     lr: float | Schedule,
     lam: float,
@@ -249,8 +265,9 @@ def pathprox(
     TypeError
         ``groups`` is not a :class:`Groups`; at ``update``: a wrong state type, mixed dtypes.
     FloatingPointError
-        At ``update``: a NaN or inf in a gradient or parameter (the message names its key). A failed update
-        leaves params and state untouched.
+        At ``update``: a NaN or inf in a gradient or parameter (the message names its key), or a gradient
+        step ``θ − lr·d`` that overflows from finite inputs ("the update overflowed", naming the key and lr).
+        A failed update leaves params and state untouched.
 
     Examples
     --------

@@ -6,8 +6,11 @@ and the path norm share their minimizing functions (Yang et al. 2022, Sec. 2).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from refreg.pathprox.groups import Groups, Params, _check_lam, _unit_norms, check_groups
 
@@ -71,13 +74,40 @@ def path_norm(
     ):
         value = value + xp.sum(nw * nv)
         # ||v_k|| / ||w_k|| scales row k of W (0 where w_k = 0, the minimum-norm subgradient)
-        row = xp.where(nw > 0, nv / xp.where(nw > 0, nw, 1.0), 0.0)
-        col = xp.where(nv > 0, nw / xp.where(nv > 0, nv, 1.0), 0.0)
+        with np.errstate(over="ignore", under="ignore"):  # a lost ratio is handled below
+            row = xp.where(nw > 0, nv / xp.where(nw > 0, nw, 1.0), 0.0)
+            col = xp.where(nv > 0, nw / xp.where(nv > 0, nv, 1.0), 0.0)
+        # a ratio beyond the float range (||w_k|| = 1e200, ||v_k|| = 1e-200) takes (w_k/||w_k||)·||v_k||
+        lost = _lost_ratios(xp, nw, nv, row, col)
+        if lost is not None:
+            row, col = xp.where(lost, 0.0, row), xp.where(lost, 0.0, col)
         grads[pair.w] = params[pair.w] * row[:, None]
         grads[pair.v] = params[pair.v] * col[None, :]
         if regularize_bias and pair.w_bias is not None:
             grads[pair.w_bias] = params[pair.w_bias] * row
+        if lost is not None:
+            sw, sv = xp.where(lost, nw, 1.0), xp.where(lost, nv, 1.0)
+            W, V = params[pair.w], params[pair.v]
+            with np.errstate(under="ignore"):
+                grads[pair.w] = xp.where(
+                    lost[:, None], (W / sw[:, None]) * sv[:, None], grads[pair.w]
+                )
+                grads[pair.v] = xp.where(
+                    lost[None, :], (V / sv[None, :]) * sw[None, :], grads[pair.v]
+                )
+                if regularize_bias and pair.w_bias is not None:
+                    b = params[pair.w_bias]
+                    grads[pair.w_bias] = xp.where(lost, (b / sw) * sv, grads[pair.w_bias])
     return value, grads
+
+
+def _lost_ratios(xp: Any, nw: Any, nv: Any, row: Any, col: Any) -> Any | None:
+    """The units whose ratios ``row = ||v||/||w||``, ``col = ||w||/||v||`` (both norms > 0) over- or underflowed
+    (a subnormal or 0, or inf), or None if there are none."""
+    tiny = xp.finfo(nw.dtype).smallest_normal
+    ok = (row >= tiny) & (row < math.inf) & (col >= tiny) & (col < math.inf)
+    lost = (nw > 0) & (nv > 0) & ~ok
+    return lost if bool(xp.any(lost)) else None
 
 
 def weight_decay_objective(

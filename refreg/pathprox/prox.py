@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
 from refreg._backend import check_param_dtype, get_namespace
-from refreg._pow2 import Pow2Scale
+from refreg._pow2 import GroupPow2, unsafe_norms
 from refreg._validation import (
     check_finite_array,
     check_nonnegative,
 )
-from refreg.pathprox.groups import _in_norm
+from refreg.pathprox.groups import _in_norm, _safe_norms
 
 SPHERE_EPS = 1e-6
 """The authors' clip (``regularize_func.py``): ``||w||`` is floored at 1e-6 before dividing, and each ``P_g`` is
@@ -51,29 +54,21 @@ def group_soft_threshold(z: Any, tau: float, axis: int = 0) -> Any:
     """
     tau = _check_tau(tau)
     xp = _check_float_array("z", z)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an int, got {type(axis).__name__}: {axis!r}")
+    axis = int(axis)
     if not -z.ndim <= axis < z.ndim:
         raise ValueError(
             f"axis must be in [{-z.ndim}, {z.ndim - 1}] for z of shape {tuple(z.shape)}"
         )
     # Σz² overflows beyond sqrt(float max) (float32 z = 2^70) and underflows for tiny z (float32 2^-80 gave
-    # norm 0, so a τ below the true norm zeroed z): outside the safe range the norms come from z·2^-e
-    m = _max_abs(xp, z)
-    if _squares_unsafe(m, z.dtype == xp.float32):
-        scale = Pow2Scale(m, z.dtype == xp.float32, "z")
-        norm = scale.undo(xp.linalg.vector_norm(scale(z), axis=axis, keepdims=True))
-    else:
-        norm = xp.linalg.vector_norm(z, axis=axis, keepdims=True)
+    # norm 0, so a τ below the true norm zeroed z): such slices get their norms from z·2^-e with e their own
+    # exponent (a slice of 1e200 once zeroed the column [3, 4] next to it). A norm beyond the float max is inf
+    # and its factor 1 − τ/inf = 1, the exact one rounded unless τ > 2^-53·(float max).
+    norm = _safe_norms(
+        xp, lambda z: xp.linalg.vector_norm(z, axis=axis, keepdims=True), (z, axis), keepdims=True
+    )
     return z * _shrink_factor(xp, norm, tau)
-
-
-def _squares_unsafe(m: float, float32: bool) -> bool:
-    """Whether sums of squares of entries up to ``m = max|x|`` could overflow or lose bits to underflow.
-
-    Σx² is safe for ``0 < m`` within 2^±400 in float64 and 2^±50 in float32 (float32 squares overflow at 2^64
-    and go subnormal below 2^-63); ``m = 0`` is safe (every norm is 0).
-    """
-    bound = 2.0**50 if float32 else 2.0**400
-    return 0.0 < m < 1.0 / bound or m > bound
 
 
 def _shrink_factor(xp: Any, norm: Any, tau: float) -> Any:
@@ -119,8 +114,27 @@ def project_unit_sphere(
             raise ValueError(
                 f"b must have shape ({W.shape[0]},) and dtype {W.dtype}, got {tuple(b.shape)} {b.dtype}"
             )
-    inv = 1.0 / xp.clip(_in_norm(xp, W, b, include_bias), min=SPHERE_EPS)
+    norm = _in_norm(xp, W, b, include_bias)
+    inv = 1.0 / xp.clip(norm, min=SPHERE_EPS)
+    if bool(xp.any(norm == math.inf)):  # ||w_k|| beyond the float max
+        return _project_huge_rows(xp, W, b, include_bias, norm == math.inf, inv)
     return W * inv[:, None], (None if b is None else b * inv)
+
+
+def _project_huge_rows(
+    xp: Any, W: Any, b: Any, include_bias: bool, over: Any, inv: Any
+) -> tuple[Any, Any]:
+    """:func:`project_unit_sphere` where some row norms overflowed (``over``): those rows ``w_k·2^-e_k`` (and
+    ``b_k·2^-e_k``) times ``1/||w_k·2^-e_k||``, with ``e_k`` their own exponent (the scaled norm is at least
+    1/2, so the 1e-6 floor is moot); the other rows as before."""
+    with_bias = include_bias and b is not None
+    scale = GroupPow2(xp, [(W, 1, False)] + ([(b, None, False)] if with_bias else []), "W")
+    with np.errstate(over="ignore", under="ignore"):  # rows not taken from here; negligible entries
+        Ws = scale(W, 1, False)
+        bs = None if b is None else scale(b, None, False)
+    inv_s = 1.0 / _in_norm(xp, Ws, bs, include_bias)
+    W_out = xp.where(over[:, None], Ws * inv_s[:, None], W * inv[:, None])
+    return W_out, (None if b is None else xp.where(over, bs * inv_s, b * inv))
 
 
 def prox_norm_product(W: Any, V: Any, tau: float) -> tuple[Any, Any]:
@@ -169,22 +183,44 @@ def prox_norm_product(W: Any, V: Any, tau: float) -> tuple[Any, Any]:
             f"V must have shape (n_out, {W.shape[0]}) and dtype {W.dtype} to match W, "
             f"got {tuple(V.shape)} {V.dtype}"
         )
-    # the factors are scale-free (the prox is positively homogeneous), so compute the norms of 2^-e·(W, V)
-    # when Σw² could overflow or underflow: bitwise the same factors, no inf/inf (W = 1e200 gave NaN)
-    # (float32 W = 2^70 gave NaN with float64's bounds)
-    m = max(_max_abs(xp, W), _max_abs(xp, V))
-    if _squares_unsafe(m, W.dtype == xp.float32):
-        scale = Pow2Scale(m, W.dtype == xp.float32, "W and V")
-        alpha = xp.linalg.vector_norm(scale(W), axis=1)
-        beta = xp.linalg.vector_norm(scale(V), axis=0)
-    else:
+    if tau == 0.0:  # the identity (the factors below are exactly 1, or 0 on a zero vector)
+        return W * 1.0, V * 1.0
+    # Σw² overflows beyond sqrt(float max) and underflows for tiny w (W = 1e200 gave NaN; float32 W = 2^70
+    # too): a unit with such a norm gets both norms at its own scale instead (_unit_scaled_norms). The factors
+    # are scale-free (the prox is positively homogeneous), so they are the same, bit for bit where the plain
+    # squares were exact.
+    with np.errstate(over="ignore", under="ignore"):  # handled below, not errors
         alpha, beta = xp.linalg.vector_norm(W, axis=1), xp.linalg.vector_norm(V, axis=0)
+    bad_w = unsafe_norms(xp, alpha, [(W, 1, False)])
+    bad_v = unsafe_norms(xp, beta, [(V, 0, False)])
+    if bad_w is not None or bad_v is not None:
+        bad = bad_v if bad_w is None else (bad_w if bad_v is None else bad_w | bad_v)
+        a, b = _unit_scaled_norms(xp, W, V)
+        alpha, beta = xp.where(bad, a, alpha), xp.where(bad, b, beta)
     fw, fv = _norm_product_factors(xp, alpha, beta, tau)
     return W * fw[:, None], V * fv[None, :]
 
 
-def _max_abs(xp: Any, X: Any) -> float:
-    return max(float(xp.max(X)), -float(xp.min(X)))
+def _unit_scaled_norms(xp: Any, W: Any, V: Any) -> tuple[Any, Any]:
+    """``(||w_k||, ||v_k||)·2^-e_k`` with ``e_k`` the exponent of the larger of the two, per unit.
+
+    Each norm is computed on its vector scaled by its own power of two (:class:`~refreg._pow2.GroupPow2`), so
+    it is right whatever the other units hold, and the pair is then brought to the common scale ``2^-e_k``:
+    the larger norm lies in [1/2, sqrt(n)], and the smaller one is rounded to a subnormal or 0 only when the
+    ratio of the two is below 2^-1022 (float32 2^-126). The prox then zeroes the smaller vector anyway for
+    every ``τ >= 2^-1000`` (float32 2^-100) (and ``τ = 0`` is the identity), so the result is unaffected.
+    """
+    sw = GroupPow2(xp, [(W, 1, False)], "W")
+    sv = GroupPow2(xp, [(V, 0, False)], "V")
+    with np.errstate(under="ignore"):  # entries negligible next to their vector's largest
+        a = xp.linalg.vector_norm(sw(W, 1, False), axis=1)
+        b = xp.linalg.vector_norm(sv(V, 0, False), axis=0)
+    # an all-zero vector (norm 0 at any scale) must not set the unit's scale
+    ea = np.where(sw.nonzero, sw.exponent, -(2**20))
+    eb = np.where(sv.nonzero, sv.exponent, -(2**20))
+    e = np.maximum(ea, eb)
+    with np.errstate(under="ignore"):
+        return a * sw.factor(ea - e), b * sv.factor(eb - e)
 
 
 def _norm_product_factors(xp: Any, alpha: Any, beta: Any, tau: float) -> tuple[Any, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from refreg._pow2 import GroupPow2, unsafe_norms
 from refreg.sparse._matrices import (
     _normalise,
     _safe,
@@ -51,17 +54,48 @@ class GroupLasso(Regularizer):
 
     def _compute(self, xp, Ws, need_grad):
         scale = _normalise(xp, Ws)
-        norms = [xp.linalg.vector_norm(scale(W), axis=1) for W in Ws]  # of Wn, in [0, sqrt(n)]
-        value = scale.undo(_sum(xp, [xp.sum(nrm) for nrm in norms]))
+        # norms of Wn, in [0, sqrt(n)]; a row far below max|W| (squares underflowing in Wn) at its own scale
+        rows = [_OwnScale(xp, W, scale(W), 1, scale) for W in Ws]
+        value = scale.undo(_sum(xp, [xp.sum(r.norm) for r in rows]))
         if not need_grad:
             return value, None
         grads = []
-        for W, nrm in zip(Ws, norms, strict=True):
-            pos = nrm > 0
-            grads.append(
-                scale(W) * xp.where(pos, 1.0 / _safe(xp, nrm, pos), xp.zeros_like(nrm))[:, None]
-            )
+        for r in rows:
+            pos = r.norm > 0 if r.bad is None else (r.norm > 0) & ~r.bad  # bad rows: below
+            g = r.Wn * xp.where(pos, 1.0 / _safe(xp, r.norm, pos), xp.zeros_like(r.norm))[:, None]
+            # W_i/||W_i|| from the row at its own scale: exact however far below max|W| it is
+            if r.bad is not None:
+                inv = xp.where(r.own_norm > 0, 1.0 / _safe(xp, r.own_norm, r.own_norm > 0), 0.0)
+                g = xp.where(r.bad[:, None], r.own_W * inv[:, None], g)
+            grads.append(g)
         return value, grads
+
+
+class _OwnScale:
+    """The norms of the rows (``axis=1``) or columns (``axis=0``) of ``Wn = W·2^-E``, right to a few ulps.
+
+    ``Wn`` is normalised to the pooled max|W| (:class:`~refreg._pow2.Pow2Scale`), so the squares of a row
+    2^±500 (float64; float32 2^±60) below it underflow: a row [3e30, 4e30] next to 1e200 had norm 0 and
+    gradient 0. Those slices (:func:`~refreg._pow2.unsafe_norms`, ``bad``) are recomputed on ``W`` scaled by
+    their own power of two ``2^-e`` (``own_W``, ``own_norm``, :class:`~refreg._pow2.GroupPow2`) and brought to
+    Wn's scale, ``norm = own_norm·2^(e-E)``: bit for bit the plain norm wherever its squares were exact, and
+    correctly rounded otherwise; it is subnormal or 0 for a slice more than 2^1022 (float32 2^126) below the
+    max, whose entries in Wn are themselves subnormal.
+    """
+
+    def __init__(self, xp, W, Wn, axis, scale):
+        self.Wn = Wn
+        with np.errstate(under="ignore"):
+            self.norm = xp.linalg.vector_norm(Wn, axis=axis)
+        self.bad = unsafe_norms(xp, self.norm, [(W, axis, False)])
+        if self.bad is None:
+            return
+        own = GroupPow2(xp, [(W, axis, False)], "W")
+        with np.errstate(under="ignore"):
+            self.own_W = own(W, axis, False)
+            self.own_norm = xp.linalg.vector_norm(self.own_W, axis=axis)
+            at_wn = self.own_norm * own.factor(own.exponent - scale.exponent)  # e <= E: no overflow
+        self.norm = xp.where(self.bad, at_wn, self.norm)
 
 
 class _HoyerBase(Regularizer):
@@ -137,19 +171,41 @@ class GroupHoyerSquare(_HoyerBase):
     def _compute(self, xp, Ws, need_grad):
         scale = _normalise(xp, Ws)
         nonzero = scale.nonzero
-        row_norms = [xp.linalg.vector_norm(scale(W), axis=1) for W in Ws]
-        col_norms = [xp.linalg.vector_norm(scale(W), axis=0) for W in Ws]
-        C_in = _sum(xp, [xp.sum(c) for c in col_norms])
-        C_out = _sum(xp, [xp.sum(r) for r in row_norms])
-        Q = _safe(xp, _sum(xp, [xp.sum(r * r) for r in row_norms]), nonzero)
+        Wns = [scale(W) for W in Ws]
+        # norms of Wn; rows and columns far below max|W| at their own scale (_OwnScale)
+        rows = [_OwnScale(xp, W, Wn, 1, scale) for W, Wn in zip(Ws, Wns, strict=True)]
+        cols = [_OwnScale(xp, W, Wn, 0, scale) for W, Wn in zip(Ws, Wns, strict=True)]
+        C_in = _sum(xp, [xp.sum(c.norm) for c in cols])
+        C_out = _sum(xp, [xp.sum(r.norm) for r in rows])
+        Q = _safe(xp, _sum(xp, [xp.sum(r.norm * r.norm) for r in rows]), nonzero)
         value = (C_in * C_in + C_out * C_out) / Q if nonzero else xp.zeros_like(C_in)
         if not need_grad:
             return value, None
         grads = []
-        for W, rn, cn in zip(Ws, row_norms, col_norms, strict=True):
-            inv_r = xp.where(rn > 0, 1.0 / _safe(xp, rn, rn > 0), xp.zeros_like(rn))
-            inv_c = xp.where(cn > 0, 1.0 / _safe(xp, cn, cn > 0), xp.zeros_like(cn))
+        for Wn, r, c in zip(Wns, rows, cols, strict=True):
+            rn, cn = r.norm, c.norm
+            # a norm below the smallest normal (a slice 2^1022 below the max, float32 2^126) gets its term
+            # 2·C·w_ij/||W_i,:|| from the slice at its own scale (below); 1/rn would overflow
+            tiny = xp.finfo(rn.dtype).smallest_normal
+            inv_r = xp.where(rn >= tiny, 1.0 / _safe(xp, rn, rn >= tiny), xp.zeros_like(rn))
+            inv_c = xp.where(cn >= tiny, 1.0 / _safe(xp, cn, cn >= tiny), xp.zeros_like(cn))
             coef = (2.0 * C_out / Q) * inv_r[:, None] + ((2.0 * C_in / Q) * inv_c)[None, :]
             coef = coef - 2.0 * (C_in * C_in + C_out * C_out) / (Q * Q)
-            grads.append(scale.rest(scale(W) * (coef * scale.fold)))
+            g = Wn * (coef * scale.fold)
+            g = _far_term(xp, g, r, (2.0 * C_out / Q) * scale.fold, 1, tiny)
+            g = _far_term(xp, g, c, (2.0 * C_in / Q) * scale.fold, 0, tiny)
+            grads.append(scale.rest(g))
         return value, grads
+
+
+def _far_term(xp, g, s, a, axis, tiny):
+    """``g + a·W/||W||`` over the slices of ``s`` (:class:`_OwnScale`) whose norm in Wn is nonzero but below
+    ``tiny``, the unit vector from the slice at its own scale; ``g`` unchanged when there are none."""
+    if s.bad is None:
+        return g
+    far = s.bad & (s.own_norm > 0) & (s.norm < tiny)
+    if not bool(xp.any(far)):
+        return g
+    inv = xp.where(far, 1.0 / _safe(xp, s.own_norm, far), 0.0)
+    unit = s.own_W * xp.expand_dims(inv, axis=axis)
+    return xp.where(xp.expand_dims(far, axis=axis), g + a * unit, g)
