@@ -57,6 +57,28 @@ def test_zero_d_parameters_stay_arrays_over_steps(name, dtype, donate):
         assert scalar["t"].tobytes() == vector["t"].tobytes()
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pathprox_zero_d_parameter_outside_the_groups_stays_an_array(momentum, dtype):
+    from refreg.pathprox import pair_groups, pathprox
+
+    net = MLP([3, 4, 2])
+    opt = pathprox(0.1, 1e-3, groups=pair_groups(net), momentum=momentum)
+    scalar = net.init(rng=0, dtype=dtype)
+    vector = {k: v.copy() for k, v in scalar.items()}
+    scalar["temperature"] = np.array(1.5, dtype=dtype)
+    vector["temperature"] = np.array([1.5], dtype=dtype)
+    s0, s1 = opt.init(scalar), opt.init(vector)
+    for step in range(3):
+        g0 = {k: np.full(v.shape, 0.5 - 0.2 * step, dtype=dtype) for k, v in scalar.items()}
+        g1 = {k: np.full(v.shape, 0.5 - 0.2 * step, dtype=dtype) for k, v in vector.items()}
+        scalar, s0 = opt.update(g0, s0, scalar)
+        vector, s1 = opt.update(g1, s1, vector)
+        t = scalar["temperature"]
+        assert type(t) is np.ndarray and t.shape == () and t.dtype == np.dtype(dtype)
+        assert t.tobytes() == vector["temperature"].tobytes()
+
+
 # -- donate=True: aliasing across keys --------------------------------------------------------------------
 
 

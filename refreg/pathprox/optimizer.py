@@ -203,6 +203,12 @@ class PathProx:
             # -(lr d) + p is bitwise p - lr d; adding in place into our own temporary saves one array
             step = d * (-lr)
             step += p
+            if (
+                step.ndim == 0
+            ):  # NumPy gives a scalar for a 0-d parameter: keep an array, same value
+                step = xp.asarray(step)
+                if new_buffers.get(key) is not None:
+                    new_buffers[key] = xp.asarray(new_buffers[key])
             new_params[key] = step
         return new_params, new_buffers
 

@@ -90,5 +90,6 @@ def _gradient_step(
         d = grads[key] if lam is None else grads[key] + lam * p
         step = d * (-lr)
         step += p
-        new_params[key] = step
+        # NumPy gives a scalar for a 0-d parameter: keep an array, same value (PathProx._gradient_step)
+        new_params[key] = step if step.ndim else np.asarray(step)
     return new_params
