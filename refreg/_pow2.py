@@ -96,7 +96,9 @@ def unsafe_norms(xp: Any, n: Any, parts: Sequence[tuple[Any, int | None, bool]])
 
     A norm is right when it is finite and at least :func:`norm_floor`, and also when it is 0 for an all-zero
     group (the common dead unit). ``parts`` are the arrays the norms run over, as for :class:`GroupPow2`; they
-    are read only when some norm is 0 and none is otherwise suspect. One or two host synchronisations.
+    are read only when some norm is 0 and none is otherwise suspect. One host synchronisation when every norm
+    is safe; with zero norms, two plus one per part, and the zero-norm groups' entries are read again (with
+    50–90 % dead units on 784-300-100-10, ``unit_norms`` measured 1.6–2.3× its unguarded time).
     """
     floor = norm_floor(n.dtype == xp.float32)
     bad = ~((n >= floor) & (n < math.inf))

@@ -21,7 +21,7 @@ from refreg._validation import check_finite_array
 from refreg.cpr import cpr
 from refreg.nn import MLP
 from refreg.nn.losses import accuracy
-from refreg.optim import adam, adamw, sgd
+from refreg.optim import adam, adamw, decoupled_weight_decay, sgd
 from refreg.sparse import count_nonzero, masked
 from refreg.training import evaluate
 
@@ -79,6 +79,19 @@ def test_pathprox_zero_d_parameter_outside_the_groups_stays_an_array(momentum, d
         assert t.tobytes() == vector["temperature"].tobytes()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_decoupled_weight_decay_keeps_zero_d_parameters_arrays(dtype):
+    opt = decoupled_weight_decay(sgd(0.1, momentum=0.9), 0.1, decay=lambda k, p: True)
+    scalar, vector = {"t": np.array(2.0, dtype=dtype)}, {"t": np.array([2.0], dtype=dtype)}
+    s0, s1 = opt.init(scalar), opt.init(vector)
+    for step in range(3):
+        g = 0.5 - 0.25 * step
+        scalar, s0 = opt.update({"t": np.array(g, dtype=dtype)}, s0, scalar)
+        vector, s1 = opt.update({"t": np.array([g], dtype=dtype)}, s1, vector)
+        assert type(scalar["t"]) is np.ndarray and scalar["t"].shape == ()
+        assert scalar["t"].tobytes() == vector["t"].tobytes()
+
+
 # -- donate=True: aliasing across keys --------------------------------------------------------------------
 
 
@@ -103,7 +116,7 @@ def test_overlapping_donated_parameters_are_refused(name):
     params = {"a": base[:5], "c": base[3:]}
     grads = {"a": np.ones(5), "c": np.ones(5)}
     state = opt.init(params)
-    with pytest.raises(ValueError, match=r"may share memory"):
+    with pytest.raises(ValueError, match=r"share memory"):
         opt.update(grads, state, params, donate=True)
     np.testing.assert_array_equal(base, np.arange(8.0))
 
@@ -136,6 +149,36 @@ def test_disjoint_views_of_one_buffer_are_donated_like_separate_arrays(sizes, na
     for k in keys:
         assert donated[k].tobytes() == pure[k].tobytes()
         assert np.shares_memory(donated[k], flat)  # written in place
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_interleaved_views_are_donated_and_overlapping_ones_refused(name):
+    opt = OPTIMIZERS[name]()
+    flat = np.linspace(-1.0, 1.0, 12)
+    params = {"even": flat[0::2], "odd": flat[1::2]}  # byte ranges intersect, no element is shared
+    grads = {k: np.full(6, 0.5) for k in params}
+    pure, _ = opt.update(grads, opt.init(params), _copy(params))
+    donated, _ = opt.update(grads, opt.init(params), params, donate=True)
+    for k in params:
+        assert donated[k].tobytes() == pure[k].tobytes()
+    clash = {"a": flat[0:12:2], "b": flat[4:12:2]}  # flat[4], flat[6], ... are in both
+    before = flat.copy()
+    with pytest.raises(ValueError, match=r"share memory"):
+        opt.update(
+            {k: np.ones(v.shape) for k, v in clash.items()}, opt.init(clash), clash, donate=True
+        )
+    np.testing.assert_array_equal(flat, before)
+
+
+def test_foreign_memory_is_checked_across_holder_objects():
+    # two frombuffer views of one bytearray: their base objects differ, their memory does not
+    buf = bytearray(np.arange(10.0).tobytes())
+    a = np.frombuffer(memoryview(buf), dtype=np.float64)[:6]
+    c = np.frombuffer(memoryview(buf), dtype=np.float64)[4:]
+    opt = sgd(0.1)
+    with pytest.raises(ValueError, match=r"share memory"):
+        opt.update({"a": np.ones(6), "c": np.ones(6)}, opt.init({"a": a, "c": c}), {"a": a, "c": c},
+                   donate=True)  # fmt: skip
 
 
 # -- CPR: never a number from NaN; its own states always accepted ------------------------------------------
@@ -174,6 +217,23 @@ def test_cpr_float32_overflowing_measure_raises():
     zeros = {k: np.zeros_like(v) for k, v in params.items()}
     with np.errstate(over="ignore"), pytest.raises(FloatingPointError, match=r"overflows"):
         opt.update(zeros, opt.init(params), params)
+
+
+def test_cpr_donated_non_finite_measure_raises_before_any_constraint_step():
+    opt = cpr(adam(1e-3), kappa_init="uniform", kappa_init_param=1e-3)
+    rng = np.random.default_rng(0)
+    params = {k: rng.standard_normal((4, 4)).astype(np.float32) for k in ("a", "b")}
+    grads = {k: np.full((4, 4), 0.1, np.float32) for k in params}
+    params, state = opt.update(grads, opt.init(params), params)
+    assert state.lam["a"] > 0.0  # the constraint on "a" is active: its step would change "a"
+    params = _copy(params)
+    params["b"][:] = 2e19  # R(b) = Σθ² overflows float32
+    base_only, _ = opt.base.update(grads, state.base, _copy(params))
+    with np.errstate(over="ignore"), pytest.raises(FloatingPointError, match=r"overflows"):
+        opt.update(grads, state, params, donate=True)
+    assert (
+        params["a"].tobytes() == base_only["a"].tobytes()
+    )  # the base step only, no constraint step
 
 
 def test_cpr_accepts_its_own_undefined_growth_and_round_trips_it(tmp_path):

@@ -135,8 +135,10 @@ def _alive(pid: int) -> bool:
 def test_signal_stops_every_worker_process(tmp_path, sig, status):
     proc = subprocess.Popen(
         [
+            # the quick preset: its runs take seconds each, so the signal always lands mid-sweep (the tiny
+            # preset could finish between the pool's start and the signal)
             *(sys.executable, "-m", "theory", "figures", "pathprox_convergence", "cpr_constraint"),
-            *("--preset", "tiny", "--workers", "2", "--no-progress", "--out", str(tmp_path)),
+            *("--preset", "quick", "--workers", "2", "--no-progress", "--out", str(tmp_path)),
         ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

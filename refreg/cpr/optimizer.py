@@ -185,16 +185,19 @@ class CPR:
         increment_rounded = not (
             isinstance(kappa_rule, InflectionPoint) and self.measure in ("std", "l1")
         )
-        for k in lam:  # for each regularized tensor θ_j
-            if not kappa_rule.constrains(step[k]):
-                continue  # Kappa-WS: unconstrained up to step s (Algorithm 2)
+        # R(θ_j) of every constrained tensor first (from the donated Adam pass when it computed it), so that a
+        # non-finite one raises before any constraint step is written in place
+        values = {}
+        for k in lam:
+            if kappa_rule.constrains(step[k]):  # Kappa-WS: unconstrained up to step s (Algorithm 2)
+                theta = new_params[k]
+                values[k] = float(
+                    sums[k] if k in sums else fast_measure_value(theta, self.measure, xp)
+                )
+                if not math.isfinite(values[k]):  # max(0, λ + rate·NaN) would be 0, a number
+                    _raise_not_finite(k, values[k], self.measure, theta, xp, donate)
+        for k, value in values.items():  # for each constrained tensor θ_j
             theta = new_params[k]
-            # R(θ_j) (from the donated Adam pass when it computed it)
-            value = float(sums[k] if k in sums else fast_measure_value(theta, self.measure, xp))
-            if not math.isfinite(
-                value
-            ):  # max(0, λ + rate·NaN) would be 0: never turn NaN into a number
-                _raise_not_finite(k, value, self.measure, theta.dtype, donate)
             lam_old = lam[k]
             # λ_j ← max(0, λ_j + (μ/n_j)·(R(θ_j) − κ_j))   (Appendix A; docs/derivations.md)
             lam[k] = scalars.dual_ascent(
@@ -229,11 +232,13 @@ class CPR:
         return self.scalars.round(self.mu if self.measure == "std" else self.mu / n)
 
 
-def _raise_not_finite(name: str, value: float, measure: str, dtype: Any, donate: bool) -> None:
+def _raise_not_finite(
+    name: str, value: float, measure: str, theta: Any, xp: Any, donate: bool
+) -> None:
     cause = (
-        "it overflows the parameters' dtype"
-        if value == math.inf
-        else "the parameters hold NaN or infinite values"
+        "the parameters hold NaN or infinite values"
+        if not bool(xp.all(xp.isfinite(theta)))
+        else "it overflows the parameters' dtype"
     )
     where = (
         "the donated arrays hold the base step's result"
@@ -241,8 +246,8 @@ def _raise_not_finite(name: str, value: float, measure: str, dtype: Any, donate:
         else "the arguments are unchanged"
     )
     raise FloatingPointError(
-        f"CPR: R(params[{name!r}]) ({measure}, {dtype}) after the base optimizer's step is {value}: {cause}; "
-        f"λ would be meaningless ({where})"
+        f"CPR: R(params[{name!r}]) ({measure}, {theta.dtype}) after the base optimizer's step is {value}: "
+        f"{cause}; λ would be meaningless ({where})"
     )
 
 

@@ -71,7 +71,9 @@ class ScalarPolicy(Protocol):
         ``increment_rounded``: where the release's increment ``rate·(R − κ)`` is a 0-dim tensor (its
         single-tensor path; the l2 and Huber branches of its multi-tensor path), torch rounds it to λ's
         float32 before adding; where it has shape [1] (the std and l1 branches of the multi-tensor path, which
-        Kappa-IP runs on) the sum is taken in the parameters' dtype and rounded once (False).
+        Kappa-IP runs on) the sum is taken in the parameters' dtype and rounded once (False): checked
+        against the release for std (``tests/test_cpr_release.py``); for l1 read from its code, since its
+        multi-tensor l1 step uses θ for sign θ and no trajectory can be compared.
         """
         ...
 

@@ -86,16 +86,17 @@ def _check_overlap(
     buffers: tuple[Mapping[str, Any], ...],
     labels: list[str],
 ) -> None:
-    """ValueError if a donated NumPy array may share memory with another donated array or a gradient.
+    """ValueError if a donated NumPy array shares memory with another donated array or a gradient.
 
     Arrays are grouped by the array that owns their memory (the end of the ``.base`` chain): arrays of
-    different owners cannot overlap, so only arrays of one owner are compared pairwise (``np.may_share_memory``,
-    conservative: interleaved strided views count as overlapping). Memory NumPy does not own (``frombuffer``,
-    ``as_strided``, other libraries' buffers) is one group, compared pairwise. Usually every group has one
-    array and the check is linear in the number of arrays.
+    different owners cannot overlap. Memory NumPy does not own (``frombuffer``, ``as_strided``, other libraries'
+    buffers) is grouped by the object that holds it, and all such arrays together when that object is not known
+    to own it alone. Within a group the arrays are sorted by their byte range, so only arrays whose ranges
+    intersect are compared, and those exactly (``np.shares_memory``: interleaved views such as ``flat[0::2]``
+    and ``flat[1::2]`` do not overlap). Usually every group has one array and the check is linear in the number
+    of arrays; views of one flat buffer cost a sort.
     """
-    groups: dict[int, list[tuple[str, Any, bool]]] = {}
-    foreign = -1  # the group of arrays whose memory no ndarray owns
+    groups: dict[Any, list[tuple[str, Any, bool]]] = {}
     entries = [(f"grads[{k!r}]", g, False) for k, g in grads.items()]
     for key, p in params.items():
         entries.append((f"params[{key!r}]", p, True))
@@ -108,17 +109,44 @@ def _check_overlap(
             continue
         while isinstance(a.base, np.ndarray):
             a = a.base
-        groups.setdefault(foreign if a.base is not None else id(a), []).append(entry)
+        # an ndarray that owns its memory is its own group; a foreign buffer goes to one shared group, since
+        # two holder objects (two memoryviews, two capsules) may expose the same memory
+        groups.setdefault(id(a) if a.base is None else "foreign", []).append(entry)
     for members in groups.values():
         if len(members) < 2:
             continue
-        for i, (name_i, a_i, donated_i) in enumerate(members):
-            for name_j, a_j, donated_j in members[i + 1 :]:
-                if (donated_i or donated_j) and np.may_share_memory(a_i, a_j):
+        spans = sorted(((*_byte_bounds(a), name, a, donated) for name, a, donated in members),
+                       key=lambda span: span[0])  # fmt: skip
+        for i, (_, high_i, name_i, a_i, donated_i) in enumerate(spans):
+            for low_j, _, name_j, a_j, donated_j in spans[i + 1 :]:
+                if low_j >= high_i:  # sorted by start: no later range reaches into this one
+                    break
+                if (donated_i or donated_j) and _shares_memory(a_i, a_j):
                     raise ValueError(
-                        f"donate=True: {name_i} and {name_j} may share memory; a donated array must not "
+                        f"donate=True: {name_i} and {name_j} share memory; a donated array must not "
                         "overlap another donated array or a gradient"
                     )
+
+
+def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    """``[low, high)``: the addresses of the first and one past the last byte ``a`` can touch."""
+    low = high = a.__array_interface__["data"][0]
+    for extent, stride in zip(a.shape, a.strides, strict=True):
+        if extent == 0:
+            return low, low
+        if stride < 0:
+            low += (extent - 1) * stride
+        else:
+            high += (extent - 1) * stride
+    return low, high + a.itemsize
+
+
+def _shares_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """``np.shares_memory``, exact for strided views; an instance too hard to decide counts as sharing."""
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except np.exceptions.TooHardError:
+        return True
 
 
 def assign_into(target: Any, value: Any) -> Any:
