@@ -152,7 +152,9 @@ def test_signal_stops_every_worker_process(tmp_path, sig, status):
         workers = _children(proc.pid)
         time.sleep(0.05)
     assert proc.poll() is None and len(workers) >= 2, "the pool never started"
-    time.sleep(0.5)  # let the workers start importing and computing
+    time.sleep(
+        2.0
+    )  # let the pool finish spawning and the workers start computing (a quick run takes seconds)
     workers = _children(proc.pid)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)

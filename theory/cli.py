@@ -55,14 +55,19 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def _stop_workers(executor: object) -> None:
-    """Terminate a process pool's workers now (an interrupted run must not leave them computing)."""
-    processes = dict(
-        getattr(executor, "_processes", None) or {}
-    )  # ProcessPoolExecutor's worker table
-    for proc in processes.values():
+    """Terminate a process pool's workers now (an interrupted run must not leave them computing).
+
+    Besides the pool's worker table, every live child process: a signal that lands while the pool is still
+    spawning a worker leaves one that the table does not list yet, and the interpreter's exit would wait for it.
+    """
+    import multiprocessing
+
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    processes += [p for p in multiprocessing.active_children() if p not in processes]
+    for proc in processes:
         proc.terminate()
     executor.shutdown(wait=False, cancel_futures=True)
-    for proc in processes.values():
+    for proc in processes:
         proc.join(timeout=10)
         if proc.is_alive():
             proc.kill()
