@@ -181,6 +181,25 @@ def test_foreign_memory_is_checked_across_holder_objects():
                    donate=True)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda o: np.lib.stride_tricks.as_strided(o[:3], shape=(3,), strides=(o.itemsize,)),
+        lambda o: np.asarray(memoryview(o))[:3],
+        lambda o: np.from_dlpack(o)[:3],
+    ],
+    ids=["as_strided", "memoryview", "from_dlpack"],
+)
+def test_gradient_reaching_a_parameter_through_another_object_is_refused(view):
+    # the gradient's .base chain ends in a non-ndarray object, the parameter's in the parameter itself
+    opt = sgd(0.1)
+    params = {"w": np.ones(5), "b": np.ones(3)}
+    grads = {"w": np.ones(5), "b": view(params["w"])}
+    with pytest.raises(ValueError, match=r"share memory"):
+        opt.update(grads, opt.init(params), params, donate=True)
+    np.testing.assert_array_equal(params["w"], np.ones(5))
+
+
 # -- CPR: never a number from NaN; its own states always accepted ------------------------------------------
 
 
@@ -368,3 +387,23 @@ def test_cli_malformed_dask_address_is_one_line_and_status_2(capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--scheduler 'not a url'" in err[0]
+
+
+def test_cli_failure_leaves_the_callers_own_child_processes_alone(tmp_path, capsys):
+    import multiprocessing
+    import time
+
+    from theory import cli
+
+    bystander = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
+    bystander.start()
+    try:
+        blocked = tmp_path / "file"
+        blocked.write_text("not a folder")
+        argv = ["figures", "equivalence", "--preset", "tiny", "--no-progress"]
+        for workers in ("1", "2"):
+            assert cli.main([*argv, "--workers", workers, "--out", str(blocked / "x")]) == 2
+            assert bystander.is_alive()
+    finally:
+        bystander.terminate()
+        bystander.join()

@@ -14,6 +14,7 @@ processes before exiting; finished runs stay cached.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import signal
 import sys
@@ -54,16 +55,21 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
-def _stop_workers(executor: object) -> None:
+def _stop_workers(executor: object, preexisting: frozenset = frozenset()) -> None:
     """Terminate a process pool's workers now (an interrupted run must not leave them computing).
 
-    Besides the pool's worker table, every live child process: a signal that lands while the pool is still
-    spawning a worker leaves one that the table does not list yet, and the interpreter's exit would wait for it.
+    Besides the pool's worker table, every child process started since the pool was made (``preexisting``
+    are the caller's own, left alone): a signal that lands while the pool is still spawning a worker leaves one
+    that the table does not list yet, and the interpreter's exit would wait for it.
     """
-    import multiprocessing
-
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    processes += [p for p in multiprocessing.active_children() if p not in processes]
+    table = getattr(executor, "_processes", None)
+    if table is None:  # no process pool (--workers 1): nothing to stop
+        executor.shutdown(wait=False, cancel_futures=True)
+        return
+    processes = list(table.values())
+    processes += [
+        p for p in multiprocessing.active_children() if p not in processes and p not in preexisting
+    ]
     for proc in processes:
         proc.terminate()
     executor.shutdown(wait=False, cancel_futures=True)
@@ -107,6 +113,9 @@ def _figures(args: argparse.Namespace) -> int:
     if args.mnist is not None and not os.path.isdir(args.mnist):
         raise FigureInputError(f"--mnist {args.mnist!r} is not a folder")
     client = None
+    preexisting = frozenset(
+        multiprocessing.active_children()
+    )  # the caller's own children: not ours to stop
     if args.executor == "dask":
         client, executor = _dask_executor(args.scheduler)
     else:
@@ -125,7 +134,7 @@ def _figures(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except BaseException:
-        _stop_workers(executor) if client is None else client.close()
+        _stop_workers(executor, preexisting) if client is None else client.close()
         raise
     executor.shutdown(wait=True) if client is None else client.close()
     print(

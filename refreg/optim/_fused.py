@@ -88,13 +88,13 @@ def _check_overlap(
 ) -> None:
     """ValueError if a donated NumPy array shares memory with another donated array or a gradient.
 
-    Arrays are grouped by the array that owns their memory (the end of the ``.base`` chain): arrays of
-    different owners cannot overlap. Memory NumPy does not own (``frombuffer``, ``as_strided``, other libraries'
-    buffers) is grouped by the object that holds it, and all such arrays together when that object is not known
-    to own it alone. Within a group the arrays are sorted by their byte range, so only arrays whose ranges
-    intersect are compared, and those exactly (``np.shares_memory``: interleaved views such as ``flat[0::2]``
-    and ``flat[1::2]`` do not overlap). Usually every group has one array and the check is linear in the number
-    of arrays; views of one flat buffer cost a sort.
+    Arrays are grouped by the ndarray that owns their memory (the end of the ``.base`` chain): arrays of
+    different owners cannot overlap. An array whose chain ends in another object (``frombuffer``,
+    ``as_strided``, ``from_dlpack``, a memoryview, another library's buffer) may view any memory, an owned
+    array's included, so if there is one, all arrays form a single group. Within a group the arrays are sorted
+    by their byte range, so only arrays whose ranges intersect are compared, and those exactly
+    (``np.shares_memory``: interleaved views such as ``flat[0::2]`` and ``flat[1::2]`` do not overlap). Usually
+    every group has one array and the check is linear in the number of arrays; otherwise it costs a sort.
     """
     groups: dict[Any, list[tuple[str, Any, bool]]] = {}
     entries = [(f"grads[{k!r}]", g, False) for k, g in grads.items()]
@@ -109,9 +109,11 @@ def _check_overlap(
             continue
         while isinstance(a.base, np.ndarray):
             a = a.base
-        # an ndarray that owns its memory is its own group; a foreign buffer goes to one shared group, since
-        # two holder objects (two memoryviews, two capsules) may expose the same memory
         groups.setdefault(id(a) if a.base is None else "foreign", []).append(entry)
+    if (
+        "foreign" in groups
+    ):  # memory reached through another object: compare everything with everything
+        groups = {"all": [entry for members in groups.values() for entry in members]}
     for members in groups.values():
         if len(members) < 2:
             continue
