@@ -141,7 +141,7 @@ def test_signal_stops_every_worker_process(tmp_path, sig, status):
             *("--preset", "quick", "--workers", "2", "--no-progress", "--out", str(tmp_path)),
         ],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -157,7 +157,14 @@ def test_signal_stops_every_worker_process(tmp_path, sig, status):
     )  # let the pool finish spawning and the workers start computing (a quick run takes seconds)
     workers = _children(proc.pid)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except (
+        subprocess.TimeoutExpired
+    ):  # show where it hangs: faulthandler dumps every thread on SIGABRT
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"no exit within 60 s of the signal; the process's threads:\n{err[-8000:]}")
     assert proc.returncode == status, err
     assert "Traceback" not in err and ("interrupted" in err or "terminated" in err)
     deadline = time.monotonic() + 15

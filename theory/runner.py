@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -337,20 +337,27 @@ def run_figures(
             finish(name)
     errors: list[BaseException] = []
     try:
-        for future in as_completed(jobs):
-            name, i, path = jobs[future]
-            try:
-                outcome = future.result()
-            except Exception as err:  # keep caching the runs that do finish, then raise
-                errors.append(err)
-                continue
-            write_cache_entry(path, outcome)
-            plan[name]["results"][i] = outcome
-            plan[name]["pending"] -= 1
-            if bars[name] is not None:
-                bars[name].update(1)
-            if plan[name]["pending"] == 0:
-                finish(name)
+        pending = set(jobs)
+        while pending:
+            # a timed wait: the main thread wakes every second, so a SIGINT/SIGTERM that the OS handed to one of
+            # the executor's threads raises here within a second (an untimed lock wait sleeps until a run ends)
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in sorted(
+                done, key=lambda f: jobs[f][:2]
+            ):  # a fixed order within one wake-up
+                name, i, path = jobs[future]
+                try:
+                    outcome = future.result()
+                except Exception as err:  # keep caching the runs that do finish, then raise
+                    errors.append(err)
+                    continue
+                write_cache_entry(path, outcome)
+                plan[name]["results"][i] = outcome
+                plan[name]["pending"] -= 1
+                if bars[name] is not None:
+                    bars[name].update(1)
+                if plan[name]["pending"] == 0:
+                    finish(name)
     finally:
         for bar in bars.values():
             if bar is not None:
