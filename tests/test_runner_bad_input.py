@@ -3,6 +3,7 @@ no leftover temporaries, no surviving worker processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -143,8 +144,8 @@ def test_signal_stops_every_worker_process(tmp_path, sig, status):
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        # a file, not a pipe: the workers inherit stderr, and a pipe would only close when the last one exits
+        stderr=(tmp_path / "stderr.txt").open("w"),
     )
     deadline = time.monotonic() + 120
     workers: set[int] = set()
@@ -154,17 +155,22 @@ def test_signal_stops_every_worker_process(tmp_path, sig, status):
     assert proc.poll() is None and len(workers) >= 2, "the pool never started"
     time.sleep(
         2.0
-    )  # let the pool finish spawning and the workers start computing (a quick run takes seconds)
+    )  # let the pool finish spawning and the workers start computing (a run takes seconds)
     workers = _children(proc.pid)
     proc.send_signal(sig)
     try:
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     except (
         subprocess.TimeoutExpired
     ):  # show where it hangs: faulthandler dumps every thread on SIGABRT
         proc.send_signal(signal.SIGABRT)
-        _, err = proc.communicate(timeout=30)
-        pytest.fail(f"no exit within 60 s of the signal; the process's threads:\n{err[-8000:]}")
+        proc.wait(timeout=30)
+        for pid in workers:  # leave nothing computing behind
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        dump = (tmp_path / "stderr.txt").read_text()
+        pytest.fail(f"no exit within 60 s of the signal; the process's threads:\n{dump[-12000:]}")
+    err = (tmp_path / "stderr.txt").read_text()
     assert proc.returncode == status, err
     assert "Traceback" not in err and ("interrupted" in err or "terminated" in err)
     deadline = time.monotonic() + 15
