@@ -138,7 +138,7 @@ def test_signal_stops_every_worker_process(tmp_path, sig, status):
         [
             # the quick preset: its runs take seconds each, so the signal always lands mid-sweep (the tiny
             # preset could finish between the pool's start and the signal)
-            *(sys.executable, "-m", "theory", "figures", "pathprox_convergence", "cpr_constraint"),
+            *(sys.executable, "-m", "theory", "figures", "cpr_constraint", "pathprox_convergence"),
             *("--preset", "quick", "--workers", "2", "--no-progress", "--out", str(tmp_path)),
         ],
         cwd=ROOT,
@@ -153,9 +153,11 @@ def test_signal_stops_every_worker_process(tmp_path, sig, status):
         workers = _children(proc.pid)
         time.sleep(0.05)
     assert proc.poll() is None and len(workers) >= 2, "the pool never started"
-    time.sleep(
-        2.0
-    )  # let the pool finish spawning and the workers start computing (a run takes seconds)
+    # signal mid-sweep, once a first run has finished and been cached: the pool is up and the imports are done
+    # (a signal in the first seconds of start-up is a separate case, not tested here)
+    while time.monotonic() < deadline and not any((tmp_path / ".cache").rglob("*.json")):
+        time.sleep(0.1)
+    assert proc.poll() is None, "the sweep ended before the signal could be sent"
     workers = _children(proc.pid)
     proc.send_signal(sig)
     try:
