@@ -131,6 +131,12 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+_WITH_SIGINT_HANDLER = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'theory'; runpy.run_module('theory', run_name='__main__', alter_sys=True)"
+)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list worker processes")
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_every_worker_process(tmp_path, sig, status):
@@ -138,7 +144,17 @@ def test_signal_stops_every_worker_process(tmp_path, sig, status):
         [
             # the quick preset: its runs take seconds each, so the signal always lands mid-sweep (the tiny
             # preset could finish between the pool's start and the signal)
-            *(sys.executable, "-m", "theory", "figures", "cpr_constraint", "pathprox_convergence"),
+            # Python keeps SIGINT ignored when it starts with it ignored (a background job of a shell without
+            # job control, as some CI launchers are): restore Python's own handler, which is what a user's
+            # terminal gives `python -m theory`
+            *(
+                sys.executable,
+                "-c",
+                _WITH_SIGINT_HANDLER,
+                "figures",
+                "cpr_constraint",
+                "pathprox_convergence",
+            ),
             *("--preset", "quick", "--workers", "2", "--no-progress", "--out", str(tmp_path)),
         ],
         cwd=ROOT,

@@ -339,8 +339,9 @@ def run_figures(
     try:
         pending = set(jobs)
         while pending:
-            # a timed wait: the main thread wakes every second, so a SIGINT/SIGTERM that the OS handed to one of
-            # the executor's threads raises here within a second (an untimed lock wait sleeps until a run ends)
+            # a timed wait: the main thread returns to Python every second, so a signal's handler runs within a
+            # second even if the OS delivered the signal to one of the executor's threads (which does not wake an
+            # untimed lock wait in the main thread)
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in sorted(
                 done, key=lambda f: jobs[f][:2]
