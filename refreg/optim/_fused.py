@@ -57,76 +57,76 @@ def check_donation(
     """
     fused = array_api_compat.is_numpy_namespace(xp)
     labels = ["params", *(names[i] if i < len(names) else "state" for i in range(len(buffers)))]
-    donated: dict[int, str] = {}
+    # (label, key, array, donated) of every array; names are formatted only for a message
+    entries = []
+    donated: dict[int, tuple[str, str]] = {}
     for key, p in params.items():
         for where, a in zip(labels, (p, *(b[key] for b in buffers)), strict=True):
-            name = f"{where}[{key!r}]"
             if id(a) in donated:
                 raise ValueError(
-                    f"donate=True: {name} is the array {donated[id(a)]}; donated arrays must be distinct"
+                    f"donate=True: {where}[{key!r}] is the array {_name(*donated[id(a)])}; donated arrays "
+                    "must be distinct"
                 )
-            donated[id(a)] = name
-            if isinstance(a, np.ndarray):
+            donated[id(a)] = (where, key)
+            entries.append((where, key, a, True))
+            if type(a) is np.ndarray or isinstance(a, np.ndarray):
                 if not a.flags.writeable:
-                    raise ValueError(f"donate=True needs writeable arrays; {name} is read-only")
+                    raise ValueError(
+                        f"donate=True needs writeable arrays; {where}[{key!r}] is read-only"
+                    )
                 fused = fused and a.flags.c_contiguous
     for key, g in grads.items():
         if id(g) in donated:  # on every backend: the same object
             raise ValueError(
-                f"donate=True: grads[{key!r}] is the donated array {donated[id(g)]}; it would be "
+                f"donate=True: grads[{key!r}] is the donated array {_name(*donated[id(g)])}; it would be "
                 "overwritten while it is read"
             )
-    _check_overlap(grads, params, buffers, labels[1:])
+        entries.append(("grads", key, g, False))
+    _check_overlap(entries)
     return fused
 
 
-def _check_overlap(
-    grads: Mapping[str, Any],
-    params: Mapping[str, Any],
-    buffers: tuple[Mapping[str, Any], ...],
-    labels: list[str],
-) -> None:
+def _name(where: str, key: str) -> str:
+    return f"{where}[{key!r}]"
+
+
+def _check_overlap(entries: list[tuple[str, str, Any, bool]]) -> None:
     """ValueError if a donated NumPy array shares memory with another donated array or a gradient.
 
-    Arrays are grouped by the ndarray that owns their memory (the end of the ``.base`` chain): arrays of
-    different owners cannot overlap. An array whose chain ends in another object (``frombuffer``,
-    ``as_strided``, ``from_dlpack``, a memoryview, another library's buffer) may view any memory, an owned
-    array's included, so if there is one, all arrays form a single group. Within a group the arrays are sorted
-    by their byte range, so only arrays whose ranges intersect are compared, and those exactly
-    (``np.shares_memory``: interleaved views such as ``flat[0::2]`` and ``flat[1::2]`` do not overlap). Usually
-    every group has one array and the check is linear in the number of arrays; otherwise it costs a sort.
+    ``entries``: ``(label, key, array, donated)`` of every donated array and gradient. Arrays are grouped by the
+    ndarray that owns their memory (the end of the ``.base`` chain): arrays of different owners cannot overlap.
+    An array whose chain ends in another object (``frombuffer``, ``as_strided``, ``from_dlpack``, a memoryview,
+    another library's buffer) may view any memory, an owned array's included, so if there is one, all arrays
+    form a single group. Within a group the arrays are sorted by their byte range, so only arrays whose ranges
+    intersect are compared, and those exactly (``np.shares_memory``: interleaved views such as ``flat[0::2]``
+    and ``flat[1::2]`` do not overlap). Usually every group has one array and the check is linear in the number
+    of arrays; otherwise it costs a sort.
     """
-    groups: dict[Any, list[tuple[str, Any, bool]]] = {}
-    entries = [(f"grads[{k!r}]", g, False) for k, g in grads.items()]
-    for key, p in params.items():
-        entries.append((f"params[{key!r}]", p, True))
-        entries.extend(
-            (f"{where}[{key!r}]", b[key], True) for where, b in zip(labels, buffers, strict=True)
-        )
+    groups: dict[Any, list] = {}
+    foreign = False
     for entry in entries:
-        a = entry[1]
+        a = entry[2]
         if not isinstance(a, np.ndarray):
             continue
         while isinstance(a.base, np.ndarray):
             a = a.base
-        groups.setdefault(id(a) if a.base is None else "foreign", []).append(entry)
-    if (
-        "foreign" in groups
-    ):  # memory reached through another object: compare everything with everything
-        groups = {"all": [entry for members in groups.values() for entry in members]}
+        if a.base is not None:
+            foreign = True
+        groups.setdefault(id(a), []).append(entry)
+    if foreign:  # memory reached through another object: compare everything with everything
+        groups = {0: [entry for members in groups.values() for entry in members]}
     for members in groups.values():
         if len(members) < 2:
             continue
-        spans = sorted(((*_byte_bounds(a), name, a, donated) for name, a, donated in members),
-                       key=lambda span: span[0])  # fmt: skip
-        for i, (_, high_i, name_i, a_i, donated_i) in enumerate(spans):
-            for low_j, _, name_j, a_j, donated_j in spans[i + 1 :]:
+        spans = sorted(((*_byte_bounds(e[2]), e) for e in members), key=lambda span: span[0])
+        for i, (_, high_i, entry_i) in enumerate(spans):
+            for low_j, _, entry_j in spans[i + 1 :]:
                 if low_j >= high_i:  # sorted by start: no later range reaches into this one
                     break
-                if (donated_i or donated_j) and _shares_memory(a_i, a_j):
+                if (entry_i[3] or entry_j[3]) and _shares_memory(entry_i[2], entry_j[2]):
                     raise ValueError(
-                        f"donate=True: {name_i} and {name_j} share memory; a donated array must not "
-                        "overlap another donated array or a gradient"
+                        f"donate=True: {_name(*entry_i[:2])} and {_name(*entry_j[:2])} share memory; a "
+                        "donated array must not overlap another donated array or a gradient"
                     )
 
 
