@@ -27,6 +27,7 @@ __all__ = [
     "namespace_of_params",
     "pairwise_blocks",
     "to_numpy",
+    "zero_d_array",
 ]
 
 
@@ -169,6 +170,15 @@ def scalar(x: Any) -> float:
 CACHE_BLOCK = 131072
 
 
+def zero_d_array(x: Any) -> Any:
+    """``x``, or the 0-d array of a NumPy scalar ``x`` (same value and dtype).
+
+    NumPy arithmetic on 0-d arrays returns scalars, and ``np.float64`` is a Python float, which the next
+    update's checks rightly refuse as an array: the updates hand 0-d parameters and state back as 0-d arrays.
+    """
+    return np.asarray(x) if isinstance(x, np.generic) else x
+
+
 def elementwise(fn: Any, *arrays: Any, n_out: int = 1, block: int | None = None) -> Any:
     """Apply the elementwise ``fn(*arrays) -> n_out arrays`` block by block on the host, whole on a device.
 
@@ -187,10 +197,8 @@ def elementwise(fn: Any, *arrays: Any, n_out: int = 1, block: int | None = None)
     block = CACHE_BLOCK if block is None else block
     if not array_api_compat.is_numpy_namespace(xp) or size <= 2 * block:
         out = fn(*arrays)
-        if shape == () and array_api_compat.is_numpy_namespace(xp):
-            # NumPy arithmetic on 0-d arrays returns scalars (np.float64 is a Python float, which the next
-            # update's checks rightly refuse as an array): give 0-d arrays back, same values and dtypes
-            out = np.asarray(out) if n_out == 1 else tuple(np.asarray(o) for o in out)
+        if shape == ():
+            out = zero_d_array(out) if n_out == 1 else tuple(zero_d_array(o) for o in out)
         return out
     flat = [xp.reshape(a, (-1,)) for a in arrays]
     first = fn(*(f[:block] for f in flat))

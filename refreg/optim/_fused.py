@@ -26,6 +26,11 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+try:  # NumPy 2
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # NumPy 1.26
+    from numpy import byte_bounds
+
 from refreg import _backend
 from refreg._backend import blockwise_into, pairwise_blocks
 from refreg.optim import _accel
@@ -118,7 +123,7 @@ def _check_overlap(entries: list[tuple[str, str, Any, bool]]) -> None:
     for members in groups.values():
         if len(members) < 2:
             continue
-        spans = sorted(((*_byte_bounds(e[2]), e) for e in members), key=lambda span: span[0])
+        spans = sorted(((*byte_bounds(e[2]), e) for e in members), key=lambda span: span[0])
         for i, (_, high_i, entry_i) in enumerate(spans):
             for low_j, _, entry_j in spans[i + 1 :]:
                 if low_j >= high_i:  # sorted by start: no later range reaches into this one
@@ -128,19 +133,6 @@ def _check_overlap(entries: list[tuple[str, str, Any, bool]]) -> None:
                         f"donate=True: {_name(*entry_i[:2])} and {_name(*entry_j[:2])} share memory; a "
                         "donated array must not overlap another donated array or a gradient"
                     )
-
-
-def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
-    """``[low, high)``: the addresses of the first and one past the last byte ``a`` can touch."""
-    low = high = a.__array_interface__["data"][0]
-    for extent, stride in zip(a.shape, a.strides, strict=True):
-        if extent == 0:
-            return low, low
-        if stride < 0:
-            low += (extent - 1) * stride
-        else:
-            high += (extent - 1) * stride
-    return low, high + a.itemsize
 
 
 def _shares_memory(a: np.ndarray, b: np.ndarray) -> bool:

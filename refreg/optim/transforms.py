@@ -12,9 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from refreg._backend import namespace_of_params
+from refreg._backend import namespace_of_params, zero_d_array
 from refreg._validation import check_nonnegative, check_step
 from refreg.optim.schedules import current_lr
 
@@ -77,14 +75,10 @@ class DecoupledWeightDecay:
             raise ValueError(
                 f"decay names parameters not in params: {sorted(self.decay - set(params))}"
             )
-        shrunk = {k: _scaled(p, factor) if self._decays(k, p) else p for k, p in params.items()}
+        shrunk = {
+            k: zero_d_array(p * factor) if self._decays(k, p) else p for k, p in params.items()
+        }
         return self.base.update(grads, state, shrunk)
-
-
-def _scaled(p: Any, factor: float) -> Any:
-    """``p·factor``; a 0-d NumPy array stays a 0-d array (NumPy's product of one is a scalar)."""
-    out = p * factor
-    return np.asarray(out) if type(p) is np.ndarray and p.ndim == 0 else out
 
 
 def decoupled_weight_decay(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any, NamedTuple
 
-from refreg._backend import all_finite
+from refreg._backend import all_finite, zero_d_array
 from refreg._validation import (
     check_bool,
     check_choice,
@@ -203,13 +203,9 @@ class PathProx:
             # -(lr d) + p is bitwise p - lr d; adding in place into our own temporary saves one array
             step = d * (-lr)
             step += p
-            if (
-                step.ndim == 0
-            ):  # NumPy gives a scalar for a 0-d parameter: keep an array, same value
-                step = xp.asarray(step)
-                if new_buffers.get(key) is not None:
-                    new_buffers[key] = xp.asarray(new_buffers[key])
-            new_params[key] = step
+            new_params[key] = zero_d_array(step)
+            if key in new_buffers:
+                new_buffers[key] = zero_d_array(new_buffers[key])
         return new_params, new_buffers
 
 

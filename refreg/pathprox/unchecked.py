@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from refreg._backend import HOST_FLOATS
+from refreg._backend import HOST_FLOATS, zero_d_array
 from refreg.optim.schedules import current_lr
 from refreg.optim.state_checks import check_state_matches
 from refreg.pathprox import _accel
@@ -90,6 +90,5 @@ def _gradient_step(
         d = grads[key] if lam is None else grads[key] + lam * p
         step = d * (-lr)
         step += p
-        # NumPy gives a scalar for a 0-d parameter: keep an array, same value (PathProx._gradient_step)
-        new_params[key] = step if step.ndim else np.asarray(step)
+        new_params[key] = zero_d_array(step)
     return new_params
