@@ -19,6 +19,7 @@ __all__ = [
     "all_finite",
     "as_generator",
     "blockwise_into",
+    "check_namespace",
     "check_param_dtype",
     "float_dtype",
     "get_namespace",
@@ -135,9 +136,33 @@ def as_generator(rng: Any) -> np.random.Generator:
 
 
 def default_namespace(xp: Any = None) -> Any:
-    """The namespace to create arrays in: ``xp`` if given, else NumPy (wrapped by array-api-compat)."""
+    """The namespace to create arrays in: ``xp`` if given, else NumPy (wrapped by array-api-compat).
+
+    Raises
+    ------
+    TypeError
+        ``xp`` is not an array namespace (see :func:`check_namespace`).
+    """
     if xp is None:
         return array_api_compat.array_namespace(np.empty(0))
+    return check_namespace(xp)
+
+
+def check_namespace(xp: Any) -> Any:
+    """``xp`` itself if it is None or an array namespace module (``asarray``, ``float32``, ``float64``).
+
+    A module's name (``"numpy"``) or any other object would fail later with an ``AttributeError`` that names
+    neither the argument nor what it accepts: ``TypeError`` naming ``xp`` instead, before any work.
+    """
+    if xp is not None and (
+        isinstance(xp, (str, bytes))
+        or not callable(getattr(xp, "asarray", None))
+        or not all(hasattr(xp, name) for name in ("float32", "float64"))
+    ):
+        raise TypeError(
+            "xp must be None or an array namespace module such as numpy or array_api_strict "
+            f"(the module itself, not its name), got {type(xp).__name__} {xp!r:.60}"
+        )
     return xp
 
 

@@ -8,8 +8,10 @@ caller's parameters and optimizer state exactly as they were.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -193,3 +195,12 @@ def check_buffers(
         if not all_finite(b, nonnegative=nonnegative):
             expected = "finite and >= 0" if nonnegative else "finite"
             raise ValueError(f"{where} must be {expected}, got NaN, inf or a negative value")
+
+
+def check_path(name: str, value: Any) -> Path:
+    """A file or folder path: a ``str`` or ``os.PathLike``, else ``TypeError`` naming ``name``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a str or os.PathLike, got {type(value).__name__} {value!r:.60}"
+        )
+    return Path(value)

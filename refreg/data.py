@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from refreg._backend import as_generator
-from refreg._validation import check_bool, check_in_range
+from refreg._validation import check_bool, check_in_range, check_path
 
 __all__ = [
     "MAX_GENERATED_BYTES",
@@ -86,14 +86,6 @@ def _check_generated(what: str, nbytes: int) -> None:
         raise ValueError(
             f"{what} would take {nbytes} bytes, more than MAX_GENERATED_BYTES={MAX_GENERATED_BYTES}"
         )
-
-
-def _check_path(name: str, value: Any) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(
-            f"{name} must be a str or os.PathLike, got {type(value).__name__} {value!r:.60}"
-        )
-    return Path(value)
 
 
 def modular_addition(p: int = 59, train_fraction: float = 0.5, rng: Any = 0) -> Dataset:
@@ -254,7 +246,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         ``path`` is a directory; wrong magic number, a dimension out of range, a size that differs from the
         header's, or a corrupt gzip stream; the message names the file.
     """
-    path = _check_path("path", path)
+    path = check_path("path", path)
     opener = gzip.open if path.suffix == ".gz" else open
     name = repr(str(path))
     if path.is_dir():
@@ -323,7 +315,7 @@ def mnist(path: str | os.PathLike, normalize: bool = True) -> Dataset:
         A file with a wrong magic number or size, images that are not 28×28, a label outside 0..9, or
         images and labels that do not match; the message names the file.
     """
-    folder = _check_path("path", path)
+    folder = check_path("path", path)
     normalize = check_bool("normalize", normalize)
     if not folder.is_dir():
         raise FileNotFoundError(f"MNIST folder {str(folder)!r} does not exist")

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from refreg._backend import is_array, to_numpy
+from refreg._backend import check_namespace, is_array, to_numpy
+from refreg._validation import check_path
 
 __all__ = [
     "MAX_MEMBERS",
@@ -96,26 +97,6 @@ def register_state(name: str) -> Callable[[type], type]:
 def registered_states() -> dict[str, type]:
     """A copy of the registry: stable name -> state class."""
     return dict(_REGISTRY)
-
-
-def _check_path(path: Any) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"path must be a str or os.PathLike, got {type(path).__name__} {path!r:.60}"
-        )
-    return Path(path)
-
-
-def _check_xp(xp: Any) -> Any:
-    """``xp`` is None or an array namespace (a module with ``asarray``), checked before any work."""
-    if xp is not None and (
-        isinstance(xp, (str, bytes)) or not callable(getattr(xp, "asarray", None))
-    ):
-        raise TypeError(
-            "xp must be None or an array namespace module such as numpy or array_api_strict "
-            f"(the module itself, not its name), got {type(xp).__name__} {xp!r:.60}"
-        )
-    return xp
 
 
 # ------------------------------------------------------------------------------------------------- encoding
@@ -373,7 +354,7 @@ def save(path: str | os.PathLike, params: Any, state: Any = None) -> Path:
         its JSON ``__tree__`` would be larger than ``MAX_TREE_BYTES`` (store long sequences of numbers as
         arrays).
     """
-    path = _check_path(path)
+    path = check_path("path", path)
     if path.suffix != ".npz":
         raise ValueError(f"path must end in .npz, got {str(path)!r}")
     arrays: dict[str, np.ndarray] = {}
@@ -443,8 +424,8 @@ def load(path: str | os.PathLike, xp: Any = None) -> tuple[Any, Any]:
         The file is not a well-formed refreg checkpoint (see the module docstring): a damaged, encrypted,
         compressed or oversized archive or member included; the message names the file. Nothing is executed.
     """
-    path = _check_path(path)
-    xp = _check_xp(xp)
+    path = check_path("path", path)
+    xp = check_namespace(xp)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
     # opened here, outside the try: failing to open the file is an OSError about the file system, while

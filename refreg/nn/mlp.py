@@ -164,17 +164,6 @@ class MLP:
         """
         gen = as_generator(rng)
         scale = check_positive("scale", scale)
-        # a module's name ("numpy") or any other object would fail later with an AttributeError that
-        # names neither the argument nor what it accepts
-        if xp is not None and (
-            isinstance(xp, (str, bytes))
-            or not callable(getattr(xp, "asarray", None))
-            or not all(hasattr(xp, name) for name in ("float32", "float64"))
-        ):
-            raise TypeError(
-                "xp must be None or an array namespace module such as numpy or array_api_strict "
-                f"(the module itself, not its name), got {type(xp).__name__} {xp!r:.60}"
-            )
         xp = default_namespace(xp)
         dt = float_dtype(xp, dtype)
         params: dict[str, Any] = {}
