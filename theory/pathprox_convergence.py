@@ -6,7 +6,7 @@ the sparse solutions it shares with standard weight decay"; on the MNIST subset 
 half the iterations and ends with about 12-15% active units, while weight decay keeps 100%.
 
 Protocol (the authors' "MNIST subset"): 100 training images per class drawn (seeded permutation 42) from the
-training split of MNIST-5k (``refreg.data.mnist5k``: 5,000 real MNIST images; or full MNIST with
+training split of MNIST-5k (``refreg.mnist.mnist5k``: 5,000 real MNIST images; or full MNIST with
 ``preset["mnist"]``), test accuracy on MNIST-5k's 1,000 test images (MNIST's 10k with ``--mnist``); the authors'
 ``mlp_factorized`` (``L1 ReLU L2 · L3 ReLU L4 · L5 ReLU fc``, pairs (L1, L2), (L3, L4), (L5, fc)); plain SGD
 (momentum 0, constant lr, batch 200), float32. Every ``eval_every`` iterations: the weight-decay objective of the
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refreg import MLP, data
+from refreg import MLP, data, mnist
 from refreg.nn.losses import accuracy, softmax_cross_entropy
 from refreg.pathprox import (
     Group,
@@ -155,9 +155,9 @@ def configs(preset: dict, seeds: int | None = None) -> list[Run]:
 def _data(config: dict) -> tuple[np.ndarray, ...]:
     """The class-balanced training subset (fixed across seeds and methods, as the authors') and the test set."""
     if config.get("mnist"):
-        ds = data.mnist(config["mnist"])
+        ds = mnist.mnist(config["mnist"])
     else:
-        ds = data.mnist5k()
+        ds = mnist.mnist5k()
     x, y = data.subset(ds.x_train, ds.y_train, per_class=config["per_class"], rng=42)
     f32 = np.float32
     return x.astype(f32), y, ds.x_test.astype(f32), ds.y_test

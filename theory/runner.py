@@ -278,7 +278,7 @@ def run_figures(
             and getattr(module, "NEEDS_MNIST_FOR_FULL", False)
             and _field(config, "mnist") is None
         ):
-            from refreg.data import MNIST_FILES
+            from refreg.mnist import MNIST_FILES
 
             files = ", ".join(f + "[.gz]" for f in MNIST_FILES.values())
             raise FigureInputError(

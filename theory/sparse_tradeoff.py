@@ -6,7 +6,7 @@ column marginal entropy) and ``pooled_entropy`` (patch-pooled, position-aware; d
 are *reconstructions* (the formula is not published in anything at hand): this figure measures the claim for them.
 
 Protocol (DeepHoyer's LeNet-300-100 setup, with every choice made on a validation split):
-- data: MNIST-5k (``refreg.data.mnist5k``: 5,000 real MNIST images, fixed split 3,500 train / 500 validation /
+- data: MNIST-5k (``refreg.mnist.mnist5k``: 5,000 real MNIST images, fixed split 3,500 train / 500 validation /
   1,000 test); ``preset["mnist"] = folder`` uses full MNIST (55k / 5k validation / 10k test);
 - model: MLP 784-300-100-10 (ReLU), float32, batch 100; loss CE + λ Σ_l R(W_l) (biases free, per-layer R);
 - training: Adam (lr 1e-3) or SGD with momentum 0.9 (lr 0.05) until the validation objective
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refreg import MLP, adam, data, sgd, sparse, training
+from refreg import MLP, adam, data, mnist, sgd, sparse, training
 from refreg.sparse import PooledSpatialEntropy, structure
 from theory._common import run_sequential, write_outputs
 
@@ -254,8 +254,8 @@ def _methods(preset: dict, optimizer: str) -> dict[str, list[float]]:
 
 def _dataset(config: dict) -> data.TrainValTest:
     if config.get("mnist"):
-        return data.with_validation(data.mnist(config["mnist"]), 5000, rng=0)
-    ds = data.mnist5k()
+        return data.with_validation(mnist.mnist(config["mnist"]), 5000, rng=0)
+    ds = mnist.mnist5k()
     n = config["n_train"]
     return ds._replace(x_train=ds.x_train[:n], y_train=ds.y_train[:n])
 
