@@ -207,3 +207,21 @@ def test_bad_tokens_and_params_are_rejected_before_computing():
         net.init(rng=0, stds={"head": 0.1})
     with pytest.raises(ValueError, match="std must be a positive"):
         net.init(rng=0, std=-1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
+def test_narrow_integer_tokens_with_a_large_vocabulary(dtype):
+    """Token ids of any integer dtype give the int64 gradients, also with a vocabulary larger than the dtype
+    holds: an ``arange(V)`` in uint8 wraps at 256 and gave row 256 + k of the embedding gradient token k's
+    gradient too (found by an audit against torch)."""
+    net = Transformer(300, 3, d_model=4, heads=2)
+    params = net.init(np.random.default_rng(0))
+    tokens = np.array([[1, 5, 100], [6, 2, 3]])
+    labels = np.array([7, 120])
+    value, grads = net.value_and_grad(params, tokens, labels)
+    narrow_value, narrow = net.value_and_grad(params, tokens.astype(dtype), labels.astype(dtype))
+    assert narrow_value == value
+    for k in grads:
+        np.testing.assert_array_equal(narrow[k], grads[k], err_msg=k)
+    rows = np.flatnonzero(np.any(grads["token_embeddings.weight"] != 0, axis=1))
+    assert set(rows.tolist()) <= {1, 2, 3, 5, 6, 100}

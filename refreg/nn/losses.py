@@ -3,7 +3,8 @@
 Notation: ``n`` batch size, ``C`` classes, ``Z`` logits of shape (n, C), ``y`` integer labels of shape (n,),
 ``P = softmax(Z)``, ``Y`` one-hot labels.
 
-``value`` is a 0-d array of the inputs' namespace and dtype (no host synchronisation).
+``value`` is a 0-d value of the inputs' namespace and dtype, not synchronised to the host: a 0-d array, which
+NumPy returns as its scalar type (``np.float32``/``np.float64``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def _check_logits_labels(logits: Any, labels: Any) -> tuple[Any, Any]:
         raise ValueError(
             f"labels must lie in [0, {n_classes - 1}] for {n_classes} classes, got min {lo}, max {hi}"
         )
-    one_hot = labels[:, None] == xp.arange(n_classes, dtype=labels.dtype)[None, :]
+    # compared as int64: an arange in a narrow label dtype wraps (uint8 256..299 are 0..43), and would mark a
+    # second class for every label below C - 256
+    wide = xp.astype(labels, xp.int64)
+    one_hot = wide[:, None] == xp.arange(n_classes, dtype=xp.int64)[None, :]
     return xp, one_hot
 
 

@@ -349,8 +349,10 @@ class Transformer:
         if t < self.seq_len:
             dpos = xp.concat([dpos, xp.zeros((self.seq_len - t, d), dtype=dpos.dtype)], axis=0)
         grads["position_embeddings.weight"] = dpos
-        flat = xp.reshape(cache.tokens, (-1,))
-        one_hot = flat[:, None] == xp.arange(self.vocab_size, dtype=flat.dtype)[None, :]
+        # as int64: an arange in a narrow token dtype wraps (uint8 256..299 are 0..43) and would give token k's
+        # gradient to row 256 + k as well
+        flat = xp.astype(xp.reshape(cache.tokens, (-1,)), xp.int64)
+        one_hot = flat[:, None] == xp.arange(self.vocab_size, dtype=xp.int64)[None, :]
         grads["token_embeddings.weight"] = xp.astype(one_hot, dh.dtype).T @ xp.reshape(
             dh, (n * t, d)
         )
