@@ -13,15 +13,19 @@ themselves: the caller gives those arrays up, they are overwritten with the new 
 opt-in, in-place analogue of ``torch.optim``'s ``step()``; the default pure update is unchanged.
 
 Donation rules (checked before anything is written): every donated array is a writeable array, and no donated
-array shares memory with another donated array or with a gradient, of any parameter. NumPy arrays in C order
-go through the fused kernels; other arrays (CuPy, ``array_api_strict``, strided NumPy views) get the reference
-result assigned into them (``buf[...] = new``), so ``donate=True`` means the same thing on every backend.
+array shares memory with another donated array or with a gradient, of any parameter. The checks read each
+array's memory: NumPy arrays directly, other host arrays (``array_api_strict``) through a DLPack view, GPU
+arrays (CuPy) through the byte range of ``__cuda_array_interface__``; an array offering none of these is
+refused. NumPy arrays in C order go through the fused kernels; other arrays (CuPy, ``array_api_strict``,
+strided NumPy views) get the reference result assigned into them (``buf[...] = new``), so ``donate=True``
+means the same thing on every backend.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_compat
 import numpy as np
@@ -58,7 +62,8 @@ def check_donation(
     ------
     ValueError
         A donated array is read-only, is used twice, or may overlap another donated array or a gradient (the
-        in-place result would then be wrong); nothing has been written.
+        in-place result would then be wrong), or its memory cannot be inspected (neither NumPy, DLPack on the
+        host nor ``__cuda_array_interface__``); nothing has been written.
     """
     fused = array_api_compat.is_numpy_namespace(xp)
     labels = ["params", *(names[i] if i < len(names) else "state" for i in range(len(buffers)))]
@@ -73,22 +78,74 @@ def check_donation(
                     "must be distinct"
                 )
             donated[id(a)] = (where, key)
-            entries.append((where, key, a, True))
-            if type(a) is np.ndarray or isinstance(a, np.ndarray):
-                if not a.flags.writeable:
-                    raise ValueError(
-                        f"donate=True needs writeable arrays; {where}[{key!r}] is read-only"
-                    )
-                fused = fused and a.flags.c_contiguous
+            memory = a if isinstance(a, np.ndarray) else _memory(a, where, key)
+            entries.append((where, key, memory, True))
+            if not _writeable(memory):
+                raise ValueError(
+                    f"donate=True needs writeable arrays; {where}[{key!r}] is read-only"
+                )
+            fused = fused and memory is a and a.flags.c_contiguous
     for key, g in grads.items():
         if id(g) in donated:  # on every backend: the same object
             raise ValueError(
                 f"donate=True: grads[{key!r}] is the donated array {_name(*donated[id(g)])}; it would be "
                 "overwritten while it is read"
             )
-        entries.append(("grads", key, g, False))
+        memory = g if isinstance(g, np.ndarray) else _memory(g, "grads", key)
+        entries.append(("grads", key, memory, False))
     _check_overlap(entries)
     return fused
+
+
+class DeviceSpan(NamedTuple):
+    """The bytes ``[low, high)`` a device array may touch (``__cuda_array_interface__``), and its read-only flag."""
+
+    low: int
+    high: int
+    readonly: bool
+
+
+def _memory(a: Any, where: str, key: str) -> np.ndarray | DeviceSpan:
+    """What the donation checks read of ``a``'s memory: a NumPy array viewing it, or a device span.
+
+    A NumPy array is itself; a host array of another library (``array_api_strict``, a CPU tensor) is viewed
+    through DLPack (``np.from_dlpack``, no copy, read-only flag kept), so its overlaps are found exactly as
+    NumPy's; a GPU array (CuPy) gives its byte range from ``__cuda_array_interface__``. An array offering
+    neither cannot be checked, and donating it could silently give wrong numbers: ValueError.
+    """
+    if isinstance(a, np.ndarray):
+        return a
+    interface = getattr(a, "__cuda_array_interface__", None)
+    if interface is not None:
+        return _device_span(interface)
+    try:
+        return np.from_dlpack(a)
+    except (BufferError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise ValueError(
+            f"donate=True: the memory of {where}[{key!r}] ({type(a).__module__}.{type(a).__name__}) cannot "
+            f"be checked for overlaps ({type(err).__name__}: {err}); use donate=False"
+        ) from None
+
+
+def _device_span(interface: Mapping[str, Any]) -> DeviceSpan:
+    """The byte range a ``__cuda_array_interface__`` array may touch (version 2 or 3: pointer, shape, strides)."""
+    pointer, readonly = interface["data"]
+    shape = tuple(interface["shape"])
+    itemsize = np.dtype(interface["typestr"]).itemsize
+    strides = interface.get("strides")
+    if strides is None:  # C order
+        strides = tuple(itemsize * math.prod(shape[i + 1 :]) for i in range(len(shape)))
+    if math.prod(shape) == 0:
+        return DeviceSpan(pointer, pointer, bool(readonly))
+    low = pointer + sum(s * (n - 1) for s, n in zip(strides, shape, strict=True) if s < 0)
+    high = (
+        pointer + itemsize + sum(s * (n - 1) for s, n in zip(strides, shape, strict=True) if s > 0)
+    )
+    return DeviceSpan(low, high, bool(readonly))
+
+
+def _writeable(memory: np.ndarray | DeviceSpan) -> bool:
+    return memory.flags.writeable if isinstance(memory, np.ndarray) else not memory.readonly
 
 
 def _name(where: str, key: str) -> str:
@@ -109,6 +166,8 @@ def _check_overlap(entries: list[tuple[str, str, Any, bool]]) -> None:
     """
     groups: dict[Any, list] = {}
     foreign = False
+    devices = [entry for entry in entries if isinstance(entry[2], DeviceSpan)]
+    _check_device_overlap(devices)
     for entry in entries:
         a = entry[2]
         if not isinstance(a, np.ndarray):
@@ -133,6 +192,26 @@ def _check_overlap(entries: list[tuple[str, str, Any, bool]]) -> None:
                         f"donate=True: {_name(*entry_i[:2])} and {_name(*entry_j[:2])} share memory; a "
                         "donated array must not overlap another donated array or a gradient"
                     )
+
+
+def _check_device_overlap(entries: list[tuple[str, str, DeviceSpan, bool]]) -> None:
+    """ValueError if two device byte ranges intersect, one of them donated.
+
+    Conservative: the ranges of interleaved views (``x[0::2]``, ``x[1::2]``) intersect, so they are refused
+    on a GPU, where NumPy's exact test is not available.
+    """
+    spans = sorted(entries, key=lambda entry: entry[2].low)
+    for i, entry_i in enumerate(spans):
+        for entry_j in spans[i + 1 :]:
+            if entry_j[2].low >= entry_i[2].high:
+                break
+            empty = entry_i[2].low == entry_i[2].high or entry_j[2].low == entry_j[2].high
+            if (entry_i[3] or entry_j[3]) and not empty:
+                raise ValueError(
+                    f"donate=True: {_name(*entry_i[:2])} and {_name(*entry_j[:2])} may share device memory "
+                    "(their byte ranges intersect); a donated array must not overlap another donated array "
+                    "or a gradient"
+                )
 
 
 def _shares_memory(a: np.ndarray, b: np.ndarray) -> bool:
