@@ -28,6 +28,7 @@ __all__ = [
     "check_lr",
     "check_nonnegative",
     "check_positive",
+    "check_same_library",
     "check_step",
 ]
 
@@ -108,7 +109,8 @@ def check_grads(
     ValueError
         Missing or extra keys, or a shape that differs from its parameter's.
     TypeError
-        ``grads`` is not a dict of arrays, or a gradient's dtype differs from its parameter's.
+        ``grads`` is not a dict of arrays, or a gradient's array library or dtype differs from its
+        parameter's.
     FloatingPointError
         A gradient holds NaN or inf; the message names its key.
     """
@@ -129,12 +131,34 @@ def check_grads(
                 f"grads[{key!r}] must have the shape of its parameter {tuple(p.shape)}, "
                 f"got {tuple(g.shape)}"
             )
+        check_same_library(f"grads[{key!r}]", g, f"params[{key!r}]", p)
         if g.dtype != p.dtype:
             raise TypeError(
                 f"grads[{key!r}] must have the dtype of its parameter {p.dtype}, got {g.dtype}"
             )
         if finite:
             check_finite_array(f"grads[{key!r}]", g)
+
+
+def check_same_library(name: str, x: Any, like_name: str, like: Any) -> None:
+    """``TypeError`` naming both arrays if ``x`` and ``like`` come from different array libraries.
+
+    Compared before dtypes: a NumPy gradient for an ``array_api_strict`` parameter would otherwise read as a
+    dtype mismatch (``float64`` against ``array_api_strict.float64``), and CuPy's dtypes are NumPy's.
+    """
+    if type(x) is type(like):  # the common case, without a namespace lookup
+        return
+    try:
+        get_namespace(x, like)
+    except TypeError:
+        raise TypeError(
+            f"{name} is an array of {_library(x)} but {like_name} of {_library(like)}: arrays of one "
+            "library are expected"
+        ) from None
+
+
+def _library(x: Any) -> str:
+    return f"{type(x).__module__.split('.')[0]} ({type(x).__name__})"
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -407,3 +407,26 @@ def test_cli_failure_leaves_the_callers_own_child_processes_alone(tmp_path, caps
     finally:
         bystander.terminate()
         bystander.join()
+
+
+def test_gradients_and_masks_of_another_array_library_are_named_type_errors():
+    """A NumPy gradient for an array_api_strict parameter used to read as a dtype mismatch ("float64" against
+    "array_api_strict.float64"), and a mask of the other library was accepted (audit finding)."""
+    xs = pytest.importorskip("array_api_strict")
+    import refreg
+    from refreg import sparse
+
+    params = {"w": xs.asarray(np.ones((2, 3)))}
+    grads = {"w": np.ones((2, 3))}
+    for opt in (refreg.sgd(0.1), refreg.adam(1e-3)):
+        with pytest.raises(
+            TypeError,
+            match=r"grads\['w'\] is an array of numpy .* params\['w'\] of array_api_strict",
+        ):
+            opt.update(grads, opt.init(params), params)
+    with pytest.raises(
+        TypeError, match=r"masks\['w'\] is an array of numpy .* params\['w'\] of array_api_strict"
+    ):
+        sparse.apply_mask(params, {"w": np.ones((2, 3), dtype=bool)})
+    with pytest.raises(TypeError, match=r"masks\['w'\] is an array of array_api_strict"):
+        sparse.apply_mask({"w": np.ones((2, 3))}, {"w": xs.ones((2, 3), dtype=xs.bool)})

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from refreg._backend import get_namespace, is_array, namespace_of_params
-from refreg._validation import check_bool, check_finite_array, check_nonnegative
+from refreg._validation import (
+    check_bool,
+    check_finite_array,
+    check_nonnegative,
+    check_same_library,
+)
 from refreg.sparse._matrices import (
     _max_abs,
 )
@@ -63,6 +68,7 @@ def _check_masks(masks: Mapping[str, Any], params: Mapping[str, Any]) -> None:
             raise TypeError(
                 f"masks[{key!r}] must be a bool array, got {getattr(mask, 'dtype', mask)!r}"
             )
+        check_same_library(f"masks[{key!r}]", mask, f"params[{key!r}]", params[key])
         if tuple(mask.shape) != tuple(params[key].shape):
             raise ValueError(
                 f"masks[{key!r}] must have shape {tuple(params[key].shape)}, got {tuple(mask.shape)}"
