@@ -15,7 +15,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from refreg._backend import to_numpy
+from refreg._backend import all_finite, to_numpy
 
 __all__ = ["GroupPow2", "Pow2Scale", "norm_floor", "unsafe_norms"]
 
@@ -38,6 +38,7 @@ class Pow2Scale:
         if not math.isfinite(m):
             raise FloatingPointError(f"{what} hold NaN or inf (max|W| = {m})")
         self.nonzero = m > 0
+        self.m = m
         self.exponent = e = math.frexp(m)[1]  # m = f·2^e, 0.5 <= f < 1 (e = 0 for m = 0)
         limit = 100 if float32 else 1000  # 2^limit·2 is finite in the dtype
         self.down = _pow2_chunks(-e, limit)
@@ -59,14 +60,34 @@ class Pow2Scale:
         return x
 
     def undo(self, x: Any) -> Any:
-        """``x·2^e`` (for the regularizers that are not scale-invariant)."""
-        for f in self.up:
-            x = x * f
-        return x
+        """``x·2^e`` (for the regularizers that are not scale-invariant).
+
+        Raises ``FloatingPointError`` if the exact result is beyond the dtype's range (e.g. ``½‖W‖²`` at
+        ``W = [[1e200]]``, which NumPy would give as inf with a warning).
+        """
+        return self._checked(x, self.up, "value")
 
     def rest(self, x: Any) -> Any:
-        """The part of ``2^-e`` not in :attr:`fold`: ``x`` unchanged in the usual one-factor case."""
-        return x if len(self.down) <= 1 else self(x)
+        """The part of ``2^-e`` not in :attr:`fold`: ``x`` unchanged in the usual one-factor case.
+
+        Raises ``FloatingPointError`` if the exact result is beyond the dtype's range: a scale-invariant
+        ``R``'s gradient grows like ``1/M``, and at a subnormal ``M`` it can exceed float64 (found by an audit:
+        ``W = [[5e-324, 1e-323], [0, 5e-324]]`` gave ``inf`` and an overflow warning).
+        """
+        return x if len(self.down) <= 1 else self._checked(x, self.down, "gradient")
+
+    def _checked(self, x: Any, factors: tuple[float, ...], what: str) -> Any:
+        # x is finite (computed from the finite Wn), so an overflow here is the exact result leaving the
+        # dtype's range: reported as an error rather than an inf with a warning
+        with np.errstate(over="ignore"):
+            for f in factors:
+                x = x * f
+        finite = math.isfinite(x) if isinstance(x, (float, np.floating)) else all_finite(x)
+        if not finite:
+            raise FloatingPointError(
+                f"the regularizer's {what} at max|W| = {self.m!r} is beyond the range of the weights' dtype"
+            )
+        return x
 
 
 def _pow2_chunks(k: int, limit: int) -> tuple[float, ...]:

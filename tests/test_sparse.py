@@ -402,6 +402,10 @@ def test_scale_invariance_for_c_from_1e_minus_320_to_1e300(name):
 def test_extreme_single_weights_give_numbers(name, w):
     reg = sparse.REGULARIZERS[name]
     W = np.array([[w]])
+    if name == "l2" and abs(w) > 1e154:  # ½w² is beyond float64: an error, not inf
+        with pytest.raises(FloatingPointError, match="value at max"):
+            reg.value_and_grad(W)
+        return
     value, grad = reg.value_and_grad(W)
     assert not np.isnan(value) and not np.isnan(grad).any()
     if reg.scale_invariant:
@@ -427,3 +431,21 @@ def test_float32_subnormal_weights(name):
         V = np.ldexp(W, k).astype(np.float32)
         assert V.dtype == np.float32 and reg.value(V).dtype == np.float32
         assert reg.value(V).tobytes() == value.tobytes(), k
+
+
+def test_gradient_beyond_the_dtype_range_is_an_error_not_inf():
+    """R is scale-invariant, so its gradient grows like 1/max|W|: at subnormal weights the exact gradient can
+    exceed float64. It used to come back as inf with an overflow warning (audit finding); the value stays
+    exact, and a zero gradient (by symmetry) at the same scale is returned without a warning."""
+    import warnings
+
+    from refreg.sparse import SpatialEntropy
+
+    W = np.array([[5e-324, 1e-323], [0.0, 5e-324]])
+    with pytest.raises(FloatingPointError, match=r"gradient at max\|W\| = 1e-323 is beyond"):
+        SpatialEntropy().value_and_grad(W)
+    assert SpatialEntropy().value(W) == SpatialEntropy().value(W * 2.0**1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, g = SpatialEntropy().value_and_grad(np.array([[5e-324, 0.0], [0.0, 5e-324]]))
+    assert not np.any(g)
