@@ -129,7 +129,9 @@ def test_donation_errors_leave_everything_untouched():
         assert all(not np.any(b) for b in buffers.values())
 
 
-@pytest.mark.filterwarnings("ignore:CPR l2 constraint step overshoots")  # a tiny problem: λ is large
+@pytest.mark.filterwarnings(
+    "ignore:CPR l2 constraint step overshoots"
+)  # a tiny problem: λ is large
 @pytest.mark.parametrize("name", ["sgd", "adam", "adam_cpr"])
 def test_overlapping_array_api_strict_arrays_are_refused(name):
     """array_api_strict views share their buffer; the check reads them through DLPack. Before, only object
