@@ -52,3 +52,26 @@ def test_quick_preset_compares_adamw_decays_with_the_cpr_sweep_at_one_lr():
     assert {0.1, 0.3, 1.0} <= set(quick["weight_decays"]) and quick["seeds"] >= 3
     runs = cpr_grokking.configs(quick)
     assert len({c.lr for c in runs}) == 1
+
+
+def test_thread_check_reruns_are_reported_apart(tmp_path):
+    """The quick preset reruns AdamW wd 1 and CPR k = 0.8 with 2 BLAS threads; the reruns never enter the
+    figure's statistics and are compared with their 1-thread runs under ``thread_check``."""
+    quick = cpr_grokking.configs(cpr_grokking.PRESETS["quick"])
+    reruns = [c for c in quick if c.blas_threads != 1]
+    assert {(c.variant, c.seed, c.blas_threads) for c in reruns} == {
+        (v, s, 2) for v in ("adamw_1", "cpr_0.8") for s in range(3)
+    }
+    preset = dict(
+        cpr_grokking.PRESETS["tiny"],
+        max_steps=40,
+        thread_check={"variants": ["cpr_0.8"], "blas_threads": 2},
+    )
+    results = [cpr_grokking.run(c) for c in cpr_grokking.configs(preset)]
+    out = cpr_grokking.report(preset, results, tmp_path)
+    data = __import__("json").loads((tmp_path / f"{cpr_grokking.NAME}.json").read_text())
+    assert len(data["runs"]) == len(results) - 1
+    (row,) = data["thread_check"]
+    assert (row["variant"], row["seed"], row["blas_threads"]) == ("cpr_0.8", 0, 2)
+    assert row["delay_shift"] == row["delay"] - row["delay_1_thread"]
+    assert "BLAS threads" in out["rows"][0]["measured"]

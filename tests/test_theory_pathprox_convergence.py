@@ -98,3 +98,31 @@ def test_standard_preset_runs_to_convergence_with_a_baseline_lr_sweep():
     assert standard["iterations"] >= 30_000 and standard["window"] >= 10 * standard["eval_every"]
     assert standard["baseline_lrs"] == full["baseline_lrs"] and standard["seeds"] >= 3
     assert (full["width"], full["lam"], full["lr"], full["batch_size"]) == (400, 1e-4, 0.3, 200)
+
+
+def test_side_checks_are_reported_apart_from_the_protocol(tmp_path):
+    """The quick preset's side checks (sphere prox at width 32; seed 2 with 2 BLAS threads) are runs of their
+    own: they never enter the summary, the aggregate or the baseline, and are listed under ``checks``."""
+    quick = figure.configs(figure.PRESETS["quick"])
+    checks = [c for c in quick if c.check]
+    assert {(c.check, c.seed, c.width, c.blas_threads) for c in checks} == {
+        ("width_32", 0, 32, 1),
+        ("width_32", 1, 32, 1),
+        ("width_32", 2, 32, 1),
+        ("two_blas_threads", 2, 64, 2),
+    }
+    assert all(
+        c.method == "pathprox_sphere" and c.lr == figure.PRESETS["quick"]["lr"] for c in checks
+    )
+    preset = dict(
+        figure.PRESETS["tiny"],
+        seeds=1,
+        checks=[{"check": "narrow", "method": "pathprox_sphere", "width": 8, "seeds": [0]}],
+    )
+    results = [figure.run(c) for c in figure.configs(preset)]
+    out = figure.report(preset, results, tmp_path)
+    data = __import__("json").loads((tmp_path / f"{figure.NAME}.json").read_text())
+    assert [(r["check"], r["width"], r["seed"]) for r in data["checks"]] == [("narrow", 8, 0)]
+    assert len(data["summary"]) == 1 + len(preset["baseline_lrs"]) + 1  # sphere, joint, baselines
+    assert "Side checks" in out["rows"][0]["measured"]
+    assert (tmp_path / f"{figure.NAME}_checks.csv").is_file()

@@ -1,18 +1,25 @@
-"""Helpers shared by the figure scripts: atomic writes of figures and tables, the sequential runner."""
+"""Helpers shared by the figure scripts: atomic writes of figures and tables, seed means with intervals, the
+sequential runner."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "atomic_write",
+    "format_ci",
+    "mean_ci",
+    "pinned_run",
     "run_sequential",
     "save_figure",
     "write_csv",
@@ -105,6 +112,44 @@ def write_outputs(
     return [str(p) for p in paths]
 
 
+def mean_ci(values: Iterable[float]) -> tuple[float, float]:
+    """Mean of ``values`` and the half-width of its 95 % Student-t interval.
+
+    One value has no interval: its half-width is NaN, not 0 (which would claim certainty). A non-finite value
+    (a diverged run) gives a mean of inf (if any is inf) or NaN, and a NaN half-width.
+    """
+    from scipy import stats
+
+    v = np.asarray(list(values), dtype=float)
+    if not np.all(np.isfinite(v)):
+        return (math.inf if np.any(np.isinf(v)) else math.nan), math.nan
+    if v.size < 2:
+        return float(v.mean()), math.nan
+    half = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return float(v.mean()), float(half)
+
+
+def format_ci(mean: float, half: float, spec: str = ".2f", scale: float = 1.0) -> str:
+    """``"mean ± half"`` in ``spec`` (both times ``scale``), or ``"mean (one run, no interval)"``."""
+    if math.isnan(half) and math.isfinite(mean):
+        return f"{format(scale * mean, spec)} (one run, no interval)"
+    return f"{format(scale * mean, spec)} ± {format(scale * half, spec)}"
+
+
+def pinned_run(module: Any, config: Any, threads: int = 1) -> Any:
+    """``module.run(config)`` with BLAS pinned to ``threads`` (threadpoolctl), as every figure run is.
+
+    The matrix products' summation order depends on the thread count; pinning makes a run repeat bit for bit
+    on one machine, whichever runner started it (a run may pin a different count itself, inside this).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover (a dependency of the figures extra)
+        return module.run(config)
+    with threadpool_limits(limits=threads):
+        return module.run(config)
+
+
 def run_sequential(
     module: Any,
     outdir: str | os.PathLike = "figures",
@@ -117,5 +162,5 @@ def run_sequential(
     matplotlib.use("Agg")
     config = module.PRESETS[preset]
     config = config if dataclasses.is_dataclass(config) else dict(config)
-    results = [module.run(c) for c in module.configs(config, seeds)]
+    results = [pinned_run(module, c) for c in module.configs(config, seeds)]
     return module.report(config, results, Path(outdir))

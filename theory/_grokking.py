@@ -84,3 +84,73 @@ def curves_table(results: list[dict]) -> list[dict]:
         {"variant": r["config"]["variant"], "seed": r["config"]["seed"], **r["curves"]}
         for r in results
     ]
+
+
+def with_thread_check(runs: list, preset: dict) -> list:
+    """``runs`` and, for the variants named in ``preset["thread_check"]``, the same runs at more BLAS threads.
+
+    The reruns measure how much a threshold step moves when BLAS sums in another order (2 threads split the
+    matrix products differently): the spread a reader should expect on another machine, beyond the seeds'.
+    They are reported apart and never enter the figure's statistics (:func:`split_thread_check`).
+    """
+    from dataclasses import replace
+
+    check = preset.get("thread_check")
+    if not check:
+        return runs
+    extra = [
+        replace(r, blas_threads=check["blas_threads"])
+        for r in runs
+        if r.variant in check["variants"]
+    ]
+    return runs + extra
+
+
+def split_thread_check(results: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The protocol's runs (1 BLAS thread) and the thread-check reruns."""
+    main = [r for r in results if r["config"]["blas_threads"] == 1]
+    return main, [r for r in results if r["config"]["blas_threads"] != 1]
+
+
+def thread_check_rows(main: list[dict], reruns: list[dict]) -> list[dict]:
+    """Per rerun: its threshold steps and delay beside the 1-thread run's, and how far the curves moved."""
+    by_key = {(r["config"]["variant"], r["config"]["seed"]): r for r in main}
+    rows = []
+    for r in reruns:
+        c = r["config"]
+        ref = by_key[(c["variant"], c["seed"])]
+        n = min(len(ref["curves"]["val_acc"]), len(r["curves"]["val_acc"]))
+        diff = np.abs(np.subtract(r["curves"]["val_acc"][:n], ref["curves"]["val_acc"][:n]))
+        rows.append(
+            {
+                "variant": c["variant"],
+                "seed": c["seed"],
+                "blas_threads": c["blas_threads"],
+                "delay_1_thread": ref["delay"],
+                "delay": r["delay"],
+                "delay_shift": r["delay"] - ref["delay"],
+                "censored_1_thread": ref["delay_censored"],
+                "censored": r["delay_censored"],
+                "val95_step_1_thread": ref["val95_step"],
+                "val95_step": r["val95_step"],
+                "max_abs_val_acc_difference": float(diff.max()) if n else 0.0,
+                "bitwise_equal_curves": r["curves"] == ref["curves"],
+            }
+        )
+    return rows
+
+
+def thread_check_text(rows: list[dict]) -> str:
+    """One sentence of the thread check for the summary: each rerun's delay shift, or "bit-identical"."""
+    if not rows:
+        return ""
+    parts = []
+    for row in rows:
+        shift = "bit-identical" if row["bitwise_equal_curves"] else f"{row['delay_shift']:+d} steps"
+        parts.append(f"{row['variant']} seed {row['seed']}: {shift}")
+    threads = rows[0]["blas_threads"]
+    return (
+        f" With {threads} BLAS threads (same runs, other summation order), delays moved: "
+        + ", ".join(parts)
+        + "."
+    )

@@ -26,7 +26,7 @@ from refreg import MLP, data, mnist
 from refreg.cpr import KAPPA_UNSET, adam_cpr
 from refreg.nn import accuracy, softmax_cross_entropy
 from refreg.optim import adam
-from theory._common import run_sequential, write_outputs
+from theory._common import format_ci, mean_ci, run_sequential, write_outputs
 
 NAME = "cpr_constraint"
 DESCRIPTION = (
@@ -274,16 +274,6 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
     return {"files": files, "rows": _summary_rows(chosen, methods, weights, best_wd, grid)}
 
 
-def _ci(values) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (0 for one value)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    if v.size < 2:
-        return float(v.mean()), 0.0
-    return float(v.mean()), float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-
-
 def _adamw_grid(results: list) -> list[dict]:
     """Seed-mean validation and test accuracy of AdamW at every weight decay of the grid."""
     out = []
@@ -294,8 +284,8 @@ def _adamw_grid(results: list) -> list[dict]:
             for r in results
             if r["config"]["method"] == "adamw" and r["config"]["weight_decay"] == wd
         ]
-        val, val_ci = _ci([r["val_acc"] for r in sel])
-        test, test_ci = _ci([r["test_acc"] for r in sel])
+        val, val_ci = mean_ci([r["val_acc"] for r in sel])
+        test, test_ci = mean_ci([r["test_acc"] for r in sel])
         out.append(
             {"weight_decay": wd, "seeds": len(sel), "val_acc": val, "val_ci": val_ci}
             | {"test_acc": test, "test_ci": test_ci}
@@ -307,11 +297,11 @@ def _summary_rows(rows, methods, weights, best_wd, grid) -> list[dict]:
     parts = []
     for m in methods:
         sel = [row for row in rows if row["method"] == m]
-        acc, half = _ci([row["test_acc"] for row in sel])
+        acc, half = mean_ci([row["test_acc"] for row in sel])
         name = (
             f"adamw (wd {best_wd:g} of {[g['weight_decay'] for g in grid]})" if m == "adamw" else m
         )
-        text = f"{name}: test acc {100 * acc:.2f} ± {100 * half:.2f}%"
+        text = f"{name}: test acc {format_ci(acc, half, '.2f', 100)}%"
         if m.startswith("cpr"):
             viol = [row[f"max_rel_violation/{k}"] for row in sel for k in weights]
             viol = [v for v in viol if v is not None]

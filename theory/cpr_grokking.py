@@ -36,7 +36,11 @@ from theory._grokking import (
     delay_text,
     plot_accuracy,
     plot_total_norm,
+    split_thread_check,
+    thread_check_rows,
+    thread_check_text,
     variant_groups,
+    with_thread_check,
 )
 
 NAME = "cpr_grokking"
@@ -102,6 +106,8 @@ PRESETS = {
         "seeds": 3,
         "weight_decays": [0.1, 0.3, 1.0],
         "kappa_factors": [0.5, 0.6, 0.8, 1.0],
+        # the best AdamW and the best CPR bound rerun with 2 BLAS threads (reported apart)
+        "thread_check": {"variants": ["adamw_1", "cpr_0.8"], "blas_threads": 2},
     },
     "full": {
         **_COMMON,
@@ -125,7 +131,7 @@ def configs(preset: dict, seeds: int | None = None) -> list[Run]:
             out.append(Run(f"adamw_{wd:g}", wd, 0.0, seed=seed, **base))
         for k in preset["kappa_factors"]:
             out.append(Run(f"cpr_{k:g}", 0.0, k, seed=seed, **base))
-    return out
+    return with_thread_check(out, preset)
 
 
 def run(config: Run) -> dict:
@@ -217,6 +223,8 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
     import matplotlib.pyplot as plt
 
     outdir = Path(outdir)
+    results, reruns = split_thread_check(results)
+    threads = thread_check_rows(results, reruns)
     rows = []
     for r in results:
         c = r["config"]
@@ -274,6 +282,7 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         "runs": rows,
         "curves": curves_table(results),
         "environment": results[0]["environment"],
+        "thread_check": threads,
     }
     files = write_outputs(fig, outdir, NAME, rows, payload)
     parts = [f"{v}: {delay_text(by_variant[v], per_seed=True)}" for v in variants]
@@ -284,7 +293,8 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         "measured": f"MLP, p = {preset['p']}, lr {preset['lr']:g} for all, cap {preset['max_steps']} steps; "
         "delay (val ≥ 95 % step − train ≥ 99 % step), mean [per seed], censored at the cap: "
         + "; ".join(parts)
-        + ".",
+        + "."
+        + thread_check_text(threads),
     }
     return {"files": files, "rows": [summary]}
 

@@ -51,7 +51,11 @@ from theory._grokking import (
     delay_text,
     plot_accuracy,
     plot_total_norm,
+    split_thread_check,
+    thread_check_rows,
+    thread_check_text,
     variant_groups,
+    with_thread_check,
 )
 
 NAME = "grokking_transformer"
@@ -145,6 +149,8 @@ PRESETS = {
         "seeds": 3,
         "variants": {k: _VARIANTS[k] for k in ("adamw_0.1", "cpr_0.8")},
         "kappa_factors": [],
+        # CPR's runs again with 2 BLAS threads (reported apart)
+        "thread_check": {"variants": ["cpr_0.8"], "blas_threads": 2},
     },
     "full": {
         **_RELEASE,
@@ -169,7 +175,7 @@ def configs(preset: dict, seeds: int | None = None) -> list[Run]:
         for name, options in variants.items():
             settings = {"weight_decay": 0.0, "rescale": 0.0, "kappa_factor": 0.0, **options}
             out.append(Run(variant=name, seed=seed, **settings, **base))
-    return out
+    return with_thread_check(out, preset)
 
 
 def task(p: int, train_fraction: float, rng: np.random.Generator):
@@ -337,6 +343,8 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
     import matplotlib.pyplot as plt
 
     outdir = Path(outdir)
+    results, reruns = split_thread_check(results)
+    threads = thread_check_rows(results, reruns)
     rows = []
     for r in results:
         c = r["config"]
@@ -411,12 +419,13 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
         "vocab_std_params": sorted({p for r in results for p in r["vocab_std_params"]}),
         "environment": results[0]["environment"],
         "curves": curves_table(results),
+        "thread_check": threads,
     }
     files = write_outputs(fig, outdir, NAME, rows, data)
-    return {"files": files, "rows": _summary_rows(preset, by_variant)}
+    return {"files": files, "rows": _summary_rows(preset, by_variant, threads)}
 
 
-def _summary_rows(preset: dict, by_variant: dict) -> list[dict]:
+def _summary_rows(preset: dict, by_variant: dict, threads: list[dict]) -> list[dict]:
     parts = [f"{v}: {delay_text(rows, per_seed=False)}" for v, rows in by_variant.items()]
     return [
         {
@@ -425,36 +434,12 @@ def _summary_rows(preset: dict, by_variant: dict) -> list[dict]:
             "paper": "qualitative only (arXiv v1 Fig. 1; release: p = 113, 1-layer transformer, AdamW lr 1e-3, wd 0.1)",
             "measured": f"p = {preset['p']}, d {preset['d_model']}, lr {preset['lr']:g}, batch "
             f"{preset['batch_size']}, cap {preset['max_steps']} steps; delay (val ≥ 95 % step − train ≥ 99 % "
-            "step), mean [min–max] over seeds, censored at the cap: " + "; ".join(parts) + ".",
+            "step), mean [min–max] over seeds, censored at the cap: "
+            + "; ".join(parts)
+            + "."
+            + thread_check_text(threads),
         }
     ]
-
-
-def thread_sensitivity(config: Run, threads: tuple[int, ...] = (1, 2)) -> dict:
-    """The same run at several BLAS thread counts: its thresholds and the largest curve difference."""
-    from dataclasses import replace
-
-    out = {n: run(replace(config, blas_threads=n)) for n in threads}
-    ref = out[threads[0]]
-    return {
-        n: {
-            "train99_step": r["train99_step"],
-            "val95_step": r["val95_step"],
-            "delay": r["delay"],
-            "max_abs_val_acc_difference": float(
-                np.max(
-                    np.abs(
-                        np.subtract(
-                            r["curves"]["val_acc"][: len(ref["curves"]["val_acc"])],
-                            ref["curves"]["val_acc"][: len(r["curves"]["val_acc"])],
-                        )
-                    )
-                )
-            ),
-            "bitwise_equal_curves": r["curves"] == ref["curves"],
-        }
-        for n, r in out.items()
-    }
 
 
 def main(outdir: str = "figures", preset: str = "quick", seeds: int | None = None) -> dict:

@@ -26,6 +26,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from pathlib import Path
 from typing import Any
 
+from theory._common import pinned_run
+
 __all__ = [
     "MAX_SEEDS",
     "FigureInputError",
@@ -121,17 +123,9 @@ def cache_key(name: str, config: Any, source_digest: str) -> str:
 def timed_run(module_name: str, config: Any) -> dict:
     """Executed on a worker: import the figure module, run one config, return its result and wall time."""
     # one BLAS thread per run: the pool supplies the parallelism, and 2 busy pools on 2 cores would thrash
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        threadpool_limits = None
     module = importlib.import_module(module_name)
     start = time.perf_counter()
-    if threadpool_limits is not None:
-        with threadpool_limits(limits=1):
-            result = module.run(config)
-    else:  # pragma: no cover
-        result = module.run(config)
+    result = pinned_run(module, config)
     return {"result": result, "seconds": time.perf_counter() - start}
 
 

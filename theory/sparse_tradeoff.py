@@ -45,7 +45,7 @@ import numpy as np
 
 from refreg import MLP, adam, data, mnist, sgd, sparse, training
 from refreg.sparse import PooledSpatialEntropy, structure
-from theory._common import run_sequential, write_outputs
+from theory._common import format_ci, mean_ci, run_sequential, write_outputs
 
 NAME = "sparse_tradeoff"
 DESCRIPTION = (
@@ -389,18 +389,6 @@ def run(config: Run) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ report
-def _ci(values) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (0 for one value)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    if v.size < 2:
-        return float(v.mean()), 0.0
-    return float(v.mean()), float(
-        stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
-    )
-
-
 def _rows(results: list[dict]) -> list[dict]:
     """One row per (optimizer, method, alpha, threshold, stage, seed): the CSV of every point."""
     rows = []
@@ -477,7 +465,7 @@ def _headline(rows, opts, methods) -> list[dict]:
         dense = [r for r in rows if r["optimizer"] == opt and r["method"] == "dense"]
         dense_trained = [r for r in dense if r["stage"] == "trained"]
         dense_val = float(np.mean([r["val_acc"] for r in dense_trained]))
-        dense_test = _ci([r["test_acc"] for r in dense_trained])
+        dense_test = mean_ci([r["test_acc"] for r in dense_trained])
         for drop in TARGET_DROPS:
             target = dense_val - drop / 100
             sel = {m: _select(rows, opt, m, target) for m in ["dense", *methods]}
@@ -489,7 +477,7 @@ def _headline(rows, opts, methods) -> list[dict]:
                 row |= {"target_val_acc": target, "method": m, "reached": s is not None}
                 if s is not None:
                     for k in ("nnz", "test_acc", "nnz_effective", "dead_units", "dead_inputs"):
-                        row[k], row[f"{k}_ci"] = _ci(s[k])
+                        row[k], row[f"{k}_ci"] = mean_ci(s[k])
                     row |= {"alpha": s["alpha"], "threshold": s["threshold"], "stage": s["stage"]}
                     dense = m == "dense"
                     row["alpha_gap_pp"] = None if dense else _alpha_gap(rows, opt, m, s["alpha"])
@@ -497,7 +485,7 @@ def _headline(rows, opts, methods) -> list[dict]:
                     row["best_lp"] = best_lp
                     if best_lp is not None:
                         logs = np.log(np.asarray(s["nnz"]) / np.asarray(sel[best_lp]["nnz"]))
-                        mean, half = _ci(logs)
+                        mean, half = mean_ci(logs)
                         row |= {"ratio_to_best_lp": math.exp(mean)}
                         row |= {
                             "ratio_lo": math.exp(mean - half),
@@ -566,10 +554,6 @@ def report(preset: dict, results: list, outdir: Path) -> dict:
     return {"files": files, "rows": _summary_rows(preset, head, len(seeds))}
 
 
-def _fmt_ci(mean, half, spec=".0f"):
-    return f"{format(mean, spec)} ± {format(half, spec)}"
-
-
 def _summary_rows(preset, head, n_seeds) -> list[dict]:
     out = []
     data_name = "MNIST" if preset.get("mnist") else "MNIST-5k"
@@ -586,7 +570,7 @@ def _summary_rows(preset, head, n_seeds) -> list[dict]:
             if not h["reached"]:
                 parts.append(f"{h['method']} never reaches it")
                 continue
-            text = f"{h['method']} {_fmt_ci(h['nnz'], h['nnz_ci'])}"
+            text = f"{h['method']} {format_ci(h['nnz'], h['nnz_ci'], '.0f')}"
             if h.get("ratio_to_best_lp") is not None and h["method"] != h["best_lp"]:
                 text += (
                     f" ({h['ratio_to_best_lp']:.2f}x [{h['ratio_lo']:.2f}, {h['ratio_hi']:.2f}])"
@@ -605,7 +589,7 @@ def _summary_rows(preset, head, n_seeds) -> list[dict]:
                 "paper": "~10x fewer nonzeros than Lp regularizers (LeNet-300-100, MNIST)",
                 "measured": (
                     f"target {100 * h0['target_val_acc']:.2f}% validation (dense test "
-                    f"{100 * h0['dense_test_acc']:.2f} ± {100 * h0['dense_test_ci']:.2f}%); nonzeros "
+                    f"{format_ci(h0['dense_test_acc'], h0['dense_test_ci'], '.2f', 100)}%); nonzeros "
                     "(mean ± 95% CI; ratio to the best Lp baseline, geometric mean [95% CI]; [chosen λ, "
                     "largest validation step to a neighbouring λ]): " + "; ".join(parts)
                 ),
