@@ -88,3 +88,11 @@ def test_config_is_frozen_and_hashable_by_its_fields():
     config = gt.configs(gt.PRESETS["tiny"], 1)[0]
     assert asdict(replace(config, seed=1))["seed"] == 1
     assert hash(config) == hash(replace(config))
+
+
+def test_quick_thread_check_reruns_cpr_seed_0_with_two_threads():
+    from theory import grokking_transformer
+
+    runs = grokking_transformer.configs(grokking_transformer.PRESETS["quick"])
+    reruns = [(r.variant, r.seed, r.blas_threads) for r in runs if r.blas_threads != 1]
+    assert reruns == [("cpr_0.8", 0, 2)]

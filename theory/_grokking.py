@@ -87,7 +87,8 @@ def curves_table(results: list[dict]) -> list[dict]:
 
 
 def with_thread_check(runs: list, preset: dict) -> list:
-    """``runs`` and, for the variants named in ``preset["thread_check"]``, the same runs at more BLAS threads.
+    """``runs`` and, for the variants (and ``seeds``, default all) named in ``preset["thread_check"]``, the same
+    runs at more BLAS threads.
 
     The reruns measure how much a threshold step moves when BLAS sums in another order (2 threads split the
     matrix products differently): the spread a reader should expect on another machine, beyond the seeds'.
@@ -98,10 +99,11 @@ def with_thread_check(runs: list, preset: dict) -> list:
     check = preset.get("thread_check")
     if not check:
         return runs
+    seeds = check.get("seeds")  # default: every seed
     extra = [
         replace(r, blas_threads=check["blas_threads"])
         for r in runs
-        if r.variant in check["variants"]
+        if r.variant in check["variants"] and (seeds is None or r.seed in seeds)
     ]
     return runs + extra
 

@@ -29,7 +29,7 @@ Presets: ``quick`` (the 10-minute regeneration) cuts training to 15 epochs, fine
 thresholds, alpha to 3 values a factor 2.5 apart, Adam only and 6 of the 9 regularizers; ``standard`` is the
 whole protocol on MNIST-5k (9 regularizers, Adam and SGD, 3 seeds, 13 thresholds, alpha a factor 10^0.2 apart
 in per-optimizer windows placed by a one-seed pilot, 10^0.1, 10^0.05 and 10^0.025 apart where a pass chose
-a lambda with a validation step of 0.5 pp or more), 462 runs, about 3.5 core-hours; ``full`` adds wider windows and a
+a lambda with a validation step of 0.5 pp or more), 462 runs, 10,888 core-seconds recorded (3.0 core-hours); ``full`` adds wider windows and a
 fixed 10 fine-tuning epochs (546 runs of 31-35 core-seconds measured: about 5 core-hours; full MNIST with ``--mnist``).
 """
 

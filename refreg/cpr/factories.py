@@ -85,7 +85,7 @@ def cpr(
     1e6, so its detector never fires there and Kappa-IP degenerates into a uniform bound κ = 1e6. This module
     implements the multi-tensor (``foreach=True``) detector, which does set κ.
 
-    The l2 constraint step multiplies θ by (1 − 2λ); 2λ >= 1 flips the sign of θ. The release has no guard; this
+    The l2 constraint step multiplies θ by (1 − 2λ); 2λ = 1 zeroes θ and 2λ > 1 flips its sign. The release has no guard; this
     module keeps its update and warns (``RuntimeWarning``).
 
     Fixed point (l2, SGD base with step η): because R and ∇R are evaluated after the base step, a limit θ with

@@ -152,7 +152,7 @@ class CPR:
         Returns ``(new_params, new_state)``; the arguments are not modified, unless ``donate=True``: then the
         base optimizer's donated update writes into ``params`` and its state buffers and the constraint step
         follows in place, bit for bit the same numbers (:mod:`refreg.cpr._fused`). With l2 and 2λ >= 1 (2·lr·λ with
-        ``reg_by_lr``) the step flips the sign of the tensor, as in the release; one ``RuntimeWarning`` names the
+        ``reg_by_lr``) the step zeroes (= 1) or flips the sign of (> 1) the tensor, as in the release; one ``RuntimeWarning`` names the
         tensors and the step.
 
         Raises
@@ -255,7 +255,7 @@ def _warn_overshoot(t: int, overshoot: list[tuple[str, float]]) -> None:
     listed = ", ".join(f"{k!r} (2·lam={c:.3g})" for k, c in overshoot)
     warnings.warn(
         f"CPR l2 constraint step overshoots at step {t}: 2·lam >= 1 for {listed}; "
-        "theta <- theta − 2·lam·theta flips the sign of the tensor (the release has no guard; "
+        "theta <- theta − 2·lam·theta zeroes the tensor (2·lam = 1) or flips its sign (the release has no guard; "
         "lower mu or start with a bound closer to R(theta))",
         RuntimeWarning,
         stacklevel=3,

@@ -26,8 +26,10 @@ def balance_units(
     .. math::
         w_k ← a_k w_k,\\ b_k ← a_k b_k,\\ v_k ← v_k / a_k,\\qquad a_k² = ||v_k|| / ||w_k||
 
-    Afterwards ``WD = PN`` (AM-GM equality; docs/derivations.md, "Balancing formulas"). Units with ``||w_k||·||v_k|| = 0`` are left unchanged
-    (their infimum is not attained by a function-preserving rescaling). With ``regularize_bias`` ``||w_k||``
+    Afterwards ``||w_k||² + ||v_k||² = 2·||w_k||·||v_k||`` for every unit with both sides nonzero (AM-GM
+    equality; docs/derivations.md, "Balancing formulas"), so ``WD = PN`` when no unit has exactly one zero side.
+    Units with ``||w_k||·||v_k|| = 0`` are left unchanged (their infimum is not attained by a
+    function-preserving rescaling): one with a single zero side keeps ``½·||nonzero side||²`` in WD and 0 in PN. With ``regularize_bias`` ``||w_k||``
     is the norm of ``[w_k, b_k]``. Returns a new dict; the input is not modified.
     """
     xp = check_groups(params, groups)
