@@ -26,6 +26,7 @@ __all__ = [
     "host_namespace",
     "is_array",
     "namespace_of_params",
+    "on_device_of",
     "pairwise_blocks",
     "to_numpy",
     "zero_d_array",
@@ -193,6 +194,18 @@ def scalar(x: Any) -> float:
 # 12.1M params 84 ms at 16 Ki, 73 ms at 64 Ki and at 128 Ki; 0.27M params 0.97, 0.92, 0.71 ms (a 235k tensor is
 # then one block).
 CACHE_BLOCK = 131072
+
+
+def on_device_of(like: Any) -> dict[str, Any]:
+    """Keyword arguments that create a new array on ``like``'s device: ``xp.ones(n, **on_device_of(W))``.
+
+    Arrays made from shapes (``ones``, ``zeros``, ``arange``) or host data land on the library's default
+    device; combined with inputs on another device (a second GPU) they would fail. NumPy has one device, and
+    NumPy 1.26's creation functions take no ``device``: nothing is passed for NumPy arrays.
+    """
+    if isinstance(like, np.ndarray):
+        return {}
+    return {"device": array_api_compat.device(like)}
 
 
 def zero_d_array(x: Any) -> Any:

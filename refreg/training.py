@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from refreg._backend import get_namespace
+from refreg._backend import get_namespace, on_device_of
 from refreg.data import minibatches
 from refreg.nn.losses import accuracy
 from refreg.nn.mlp import MLP
@@ -58,7 +58,7 @@ def train_epoch(
     xp = get_namespace(x)
     total, count = 0.0, 0
     for idx in minibatches(x.shape[0], batch_size, rng, drop_last=drop_last):
-        index = xp.asarray(idx)
+        index = xp.asarray(idx, **on_device_of(x))
         xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
         params, state, value = train_step(net, optimizer, params, state, xb, yb, loss, penalty)
         total += float(value)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from refreg._backend import get_namespace
+from refreg._backend import get_namespace, on_device_of
 
 __all__ = [
     "AttentionCache",
@@ -97,7 +97,8 @@ def causal_attention_forward(
     v = _heads(xp, qkv[:, :, 2 * d :], heads)
     scores = (q @ _swap(xp, k)) * (1.0 / math.sqrt(d // heads))
     # j > i is the future: masked to -inf, so exp gives exactly 0 there (row max is the finite diagonal's or less)
-    future = xp.arange(t)[None, :] > xp.arange(t)[:, None]
+    steps = xp.arange(t, **on_device_of(scores))
+    future = steps[None, :] > steps[:, None]
     scores = xp.where(future, xp.full_like(scores, -math.inf), scores)
     exp = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
     probs = exp / xp.sum(exp, axis=-1, keepdims=True)

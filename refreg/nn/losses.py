@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from refreg._backend import get_namespace
+from refreg._backend import get_namespace, on_device_of
 from refreg._validation import check_finite_array
 
 __all__ = ["LOSSES", "accuracy", "mse", "softmax_cross_entropy"]
@@ -42,7 +42,8 @@ def _check_logits_labels(logits: Any, labels: Any) -> tuple[Any, Any]:
     # compared as int64: an arange in a narrow label dtype wraps (uint8 256..299 are 0..43), and would mark a
     # second class for every label below C - 256
     wide = xp.astype(labels, xp.int64)
-    one_hot = wide[:, None] == xp.arange(n_classes, dtype=xp.int64)[None, :]
+    classes = xp.arange(n_classes, dtype=xp.int64, **on_device_of(wide))
+    one_hot = wide[:, None] == classes[None, :]
     return xp, one_hot
 
 

@@ -46,7 +46,13 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from refreg._backend import as_generator, default_namespace, float_dtype, get_namespace
+from refreg._backend import (
+    as_generator,
+    default_namespace,
+    float_dtype,
+    get_namespace,
+    on_device_of,
+)
 from refreg.nn._model import check_param_dict, model_value_and_grad
 from refreg.nn.activations import ACTIVATIONS
 from refreg.nn.attention import (
@@ -330,7 +336,9 @@ class Transformer:
                 )
             dh = dh + dy
             if s < t:  # positions before T-1 of the last block's output feed nothing: zero gradient
-                dh = xp.concat([xp.zeros((n, t - s, d), dtype=dh.dtype), dh], axis=1)
+                dh = xp.concat(
+                    [xp.zeros((n, t - s, d), dtype=dh.dtype, **on_device_of(dh)), dh], axis=1
+                )
             # h_mid = X + Attn(X)
             dx, grads[pre + "attn.in_proj_weight"], grads[pre + "attn.out_proj.weight"] = (
                 causal_attention_backward(
@@ -347,12 +355,14 @@ class Transformer:
                 )
         dpos = xp.sum(dh, axis=0)
         if t < self.seq_len:
-            dpos = xp.concat([dpos, xp.zeros((self.seq_len - t, d), dtype=dpos.dtype)], axis=0)
+            pad = xp.zeros((self.seq_len - t, d), dtype=dpos.dtype, **on_device_of(dpos))
+            dpos = xp.concat([dpos, pad], axis=0)
         grads["position_embeddings.weight"] = dpos
         # as int64: an arange in a narrow token dtype wraps (uint8 256..299 are 0..43) and would give token k's
         # gradient to row 256 + k as well
         flat = xp.astype(xp.reshape(cache.tokens, (-1,)), xp.int64)
-        one_hot = flat[:, None] == xp.arange(self.vocab_size, dtype=xp.int64)[None, :]
+        ids = xp.arange(self.vocab_size, dtype=xp.int64, **on_device_of(flat))
+        one_hot = flat[:, None] == ids[None, :]
         grads["token_embeddings.weight"] = xp.astype(one_hot, dh.dtype).T @ xp.reshape(
             dh, (n * t, d)
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from refreg._backend import on_device_of
 from refreg.pathprox.groups import Groups, Params, _check_lam, _unit_norms, check_groups
 
 
@@ -38,7 +39,8 @@ def weight_decay_penalty(
     """
     xp = check_groups(params, groups)
     grads = {k: xp.zeros_like(p) for k, p in params.items()}
-    value = xp.zeros((), dtype=next(iter(params.values())).dtype)
+    first = next(iter(params.values()))
+    value = xp.zeros((), dtype=first.dtype, **on_device_of(first))
     keys = [k for pair in groups.pairs for k in (pair.w, pair.v)]
     if regularize_bias:
         keys += [pair.w_bias for pair in groups.pairs if pair.w_bias is not None]
@@ -68,7 +70,8 @@ def path_norm(
     """
     xp = check_groups(params, groups)
     grads = {k: xp.zeros_like(p) for k, p in params.items()}
-    value = xp.zeros((), dtype=next(iter(params.values())).dtype)
+    first = next(iter(params.values()))
+    value = xp.zeros((), dtype=first.dtype, **on_device_of(first))
     for pair, (nw, nv) in zip(
         groups.pairs, _unit_norms(xp, params, groups, regularize_bias), strict=True
     ):

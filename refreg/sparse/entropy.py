@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refreg._backend import on_device_of
 from refreg.sparse import _accel
 from refreg.sparse._matrices import (
     _normalise,
@@ -64,8 +65,9 @@ class SpatialEntropy(Regularizer):
                 nz = bool(xp.min(a) > 0)
             no_zero.append(nz)
             # the marginals as matrix-vector products: one BLAS pass each, ~10x faster than xp.sum(axis)
-            rows.append(a @ xp.ones((W.shape[1],), dtype=W.dtype))
-            cols.append(xp.ones((W.shape[0],), dtype=W.dtype) @ a)
+            on = on_device_of(W)
+            rows.append(a @ xp.ones((W.shape[1],), dtype=W.dtype, **on))
+            cols.append(xp.ones((W.shape[0],), dtype=W.dtype, **on) @ a)
             del a
         S = _sum(
             xp, [_total(xp, r) for r in rows]

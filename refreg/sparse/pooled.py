@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from refreg._backend import on_device_of
 from refreg.sparse._matrices import _normalise, _safe, _safe_log, _sum
 from refreg.sparse.regularizer import Regularizer
 
@@ -101,7 +102,7 @@ class PooledSpatialEntropy(Regularizer):
                     f"PooledSpatialEntropy(image_shape={self.image_shape}) needs matrices with "
                     f"{n} columns, got shape {tuple(W.shape)}"
                 )
-        P = xp.asarray(self._P, dtype=Ws[0].dtype)
+        P = xp.asarray(self._P, dtype=Ws[0].dtype, **on_device_of(Ws[0]))
         scale = _normalise(
             xp, Ws
         )  # W·2^-e, exact: shares and entropies unchanged (as SpatialEntropy)
@@ -109,8 +110,9 @@ class PooledSpatialEntropy(Regularizer):
         rows, pools = [], []
         for W in Ws:
             a = scale(xp.abs(W))  # in [0, 1): no sum below can overflow
-            rows.append(a @ xp.ones((W.shape[1],), dtype=W.dtype))
-            pools.append((xp.ones((W.shape[0],), dtype=W.dtype) @ a) @ P)
+            on = on_device_of(W)
+            rows.append(a @ xp.ones((W.shape[1],), dtype=W.dtype, **on))
+            pools.append((xp.ones((W.shape[0],), dtype=W.dtype, **on) @ a) @ P)
         S = _sum(xp, [xp.sum(r) for r in rows])
         S_safe = _safe(xp, S, nonzero)
         log_S = xp.log(S_safe)
