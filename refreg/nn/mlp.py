@@ -43,7 +43,8 @@ def linear_forward(x: Any, W: Any, b: Any | None) -> tuple[Any, LinearCache]:
     """``Z = X @ W.T + b``.
 
     ``b`` is added in place into the product, so ``Z`` has the dtype of ``X @ W.T`` (``MLP`` refuses mixed
-    dtypes; a direct caller with a float64 ``b`` and float32 ``X``, ``W`` gets float32).
+    dtypes; a direct caller with a float64 ``b`` and float32 ``X``, ``W`` gets float32). A layer function does
+    no checks: ``X``, ``W`` and ``b`` must be arrays of one library (``MLP.forward`` checks that).
 
     Parameters
     ----------
