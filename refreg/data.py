@@ -313,22 +313,9 @@ def with_validation(ds: Dataset, n_val: int, rng: Any = 0) -> TrainValTest:
 
 # MNIST's file formats moved to refreg.mnist; their old names here stay valid. Looked up lazily (PEP 562):
 # refreg.mnist imports this module's containers, so an import at the top would be circular
-_MNIST_NAMES = frozenset(
-    {
-        "MAX_IDX_BYTES",
-        "MAX_IDX_DIM",
-        "MNIST5K_RESOURCE",
-        "MNIST_FILES",
-        "mnist",
-        "mnist5k",
-        "read_idx",
-    }
-)
-
-
 def __getattr__(name: str) -> Any:
-    if name in _MNIST_NAMES:
-        from refreg import mnist
+    from refreg import mnist
 
+    if name in mnist.__all__:
         return getattr(mnist, name)
     raise AttributeError(f"module 'refreg.data' has no attribute {name!r}")
