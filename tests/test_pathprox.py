@@ -454,8 +454,11 @@ def test_pathprox_update_is_step_balance_prox(prox, regularize_bias):
     # the reference: the composition of the public pieces
     ref = {k: params[k] - lr * grads[k] for k in params}
     ref["layers.4.weight"] = ref["layers.4.weight"] - lr * lam * params["layers.4.weight"]
-    if regularize_bias:
-        ref["layers.4.bias"] = ref["layers.4.bias"] - lr * lam * params["layers.4.bias"]
+    if (
+        regularize_bias
+    ):  # the other layer's bias and every pair's V bias (the authors' collect_other_norm)
+        for key in ("layers.4.bias", "layers.1.bias", "layers.3.bias"):
+            ref[key] = ref[key] - lr * lam * params[key]
     else:
         ref = balance_layers(ref, groups)
     tau = lam * lr
@@ -759,3 +762,21 @@ def test_fused_update_norms_at_extreme_scales_and_zero_units(prox, scale):
     for k in out:
         assert np.isfinite(out[k]).all(), k
         np.testing.assert_allclose(out[k], ref[k], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("regularize_bias", [False, True])
+def test_weight_decay_objective_is_half_the_squared_norm_at_the_balanced_point(regularize_bias):
+    """At the per-unit balanced point the objective equals loss + λ/2·||θ||² over every decayed array: all
+    weights, and with ``regularize_bias`` every bias, the pairs' V biases included (they were left out, so the
+    objective missed λ/2·Σ||b_V||²; the authors' collect_other_norm counts them)."""
+    from refreg.pathprox import weight_decay_objective
+
+    _, params, groups = make_net([4, 6, 5, 6, 5, 3], 4)  # 2 pairs + an "other" layer
+    lam = 0.3
+    balanced = balance_units(params, groups, regularize_bias=regularize_bias)
+    value = float(
+        weight_decay_objective(0.0, balanced, groups, lam, regularize_bias=regularize_bias)
+    )
+    keys = [k for k in balanced if k.endswith("weight") or regularize_bias]
+    expected = 0.5 * lam * sum(float(np.sum(balanced[k] ** 2)) for k in keys)
+    assert value == pytest.approx(expected, rel=1e-13)

@@ -118,3 +118,43 @@ def test_torch_optim_meets_the_optimizer_vectors(op, case):
         opt.step()
         for k, p in params.items():
             assert_close(p.detach(), want["params"][k][step], case, f"step {step + 1} {k}")
+
+
+def test_porting_md_counts_of_last_place_differences_from_torch():
+    """PORTING.md's refreg-against-torch counts, with the setup it states: 100,000 float32 values drawn with
+    default_rng(0). SGD: one step, lr 0.1. Adam (lr 1e-3, coupled wd 0.1): four refreg steps, then step 5 from
+    that shared state (θ, m, v) by refreg and by torch.optim.Adam(foreach=False)."""
+    import refreg
+
+    rng = np.random.default_rng(0)
+    n = 100_000
+    theta = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    sgd = refreg.sgd(0.1)
+    new, _ = sgd.update({"w": g}, sgd.init({"w": theta}), {"w": theta})
+    t = torch.tensor(theta.copy(), requires_grad=True)
+    opt = torch.optim.SGD([t], lr=0.1, foreach=False)
+    t.grad = torch.tensor(g)
+    opt.step()
+    assert int(np.sum(new["w"] != t.detach().numpy())) == 8891
+    grads = [rng.standard_normal(n).astype(np.float32) for _ in range(5)]
+    adam = refreg.adam(1e-3, weight_decay=0.1)
+    p, s = {"w": theta}, adam.init({"w": theta})
+    for k in range(4):
+        p, s = adam.update({"w": grads[k]}, s, p)
+    p5, s5 = adam.update({"w": grads[4]}, s, p)
+    t = torch.tensor(p["w"].copy(), requires_grad=True)
+    opt = torch.optim.Adam([t], lr=1e-3, weight_decay=0.1, foreach=False)
+    opt.state[t] = {
+        "step": torch.tensor(4.0),
+        "exp_avg": torch.tensor(s.exp_avg["w"].copy()),
+        "exp_avg_sq": torch.tensor(s.exp_avg_sq["w"].copy()),
+    }
+    t.grad = torch.tensor(grads[4])
+    opt.step()
+    counts = (
+        int(np.sum(s5.exp_avg["w"] != opt.state[t]["exp_avg"].numpy())),
+        int(np.sum(s5.exp_avg_sq["w"] != opt.state[t]["exp_avg_sq"].numpy())),
+        int(np.sum(p5["w"] != t.detach().numpy())),
+    )
+    assert counts == (26520, 9637, 95)

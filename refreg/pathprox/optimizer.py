@@ -51,7 +51,10 @@ class PathProx:
     current learning rate:
 
     1. ``d = ∇L + λ·W`` for the "other" weights (and, for ``prox="none"``, every grouped weight too);
-       biases are decayed only with ``regularize_bias``; torch-style momentum on d;
+       biases are decayed only with ``regularize_bias``: then the other layers' biases and every pair's V
+       bias (which no prox touches; the authors' ``collect_other_norm``), and for ``prox="none"`` the pairs'
+       W biases too (the authors' "wd" baseline counts the V biases a second time, in
+       ``collect_grouped_norm``; refreg decays them once); torch-style momentum on d;
        ``θ ← θ − η·d``.
     2. ``layer_balance`` (and no ``regularize_bias``): :func:`balance_layers`.
     3. prox with ``τ = λ·η``: ``"sphere"``: :func:`project_unit_sphere` on ``(W, b)`` then
@@ -102,6 +105,8 @@ class PathProx:
             keys += [k for pair in self.groups.pairs for k in (pair.w, pair.v)]
         if self.regularize_bias:
             keys += list(self.groups.other_biases)
+            # every pair's V bias too: no prox touches it, and the authors' collect_other_norm decays it
+            keys += [p.v_bias for p in self.groups.pairs if p.v_bias is not None]
             if self.prox == "none":
                 keys += [p.w_bias for p in self.groups.pairs if p.w_bias is not None]
         return keys
@@ -252,7 +257,8 @@ def pathprox(
     layer_balance : bool
         Apply :func:`balance_layers` before the prox (skipped with ``regularize_bias``, as the authors).
     regularize_bias : bool
-        Treat ``[w_k, b_k]`` as the unit's input vector and decay the other layers' biases.
+        Treat ``[w_k, b_k]`` as the unit's input vector, and decay the other layers' biases and every pair's
+        V bias.
 
     Returns
     -------

@@ -123,6 +123,9 @@ def weight_decay_objective(
 ) -> Any:
     """The weight-decay objective of the balanced net: ``loss + λ·PN(θ) + λ/2·Σ_other ||W||²``.
 
+    With ``regularize_bias`` PN includes the units' W biases and the last sum every other bias (the other
+    layers' and the pairs' V biases, which no unit rescaling changes).
+
     This is ``min over per-unit rescalings of loss + λ/2·||θ||²`` (docs/derivations.md, "Weight decay and the norm product"; the
     authors' "wd objective"), so PathProx and
     SGD + weight decay are compared on the same number. ``loss`` is a float or 0-d array.
@@ -130,7 +133,12 @@ def weight_decay_objective(
     lam = _check_lam(lam)
     xp = check_groups(params, groups)
     value, _ = path_norm(params, groups, regularize_bias=regularize_bias)
-    other = list(groups.other) + (list(groups.other_biases) if regularize_bias else [])
+    other = list(groups.other)
+    if (
+        regularize_bias
+    ):  # every bias that no unit rescaling reaches: the other layers' and the pairs' V biases
+        other += list(groups.other_biases)
+        other += [pair.v_bias for pair in groups.pairs if pair.v_bias is not None]
     for key in other:
         value = value + 0.5 * xp.sum(params[key] * params[key])
     return loss + lam * value
