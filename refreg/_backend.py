@@ -19,6 +19,7 @@ __all__ = [
     "all_finite",
     "as_generator",
     "blockwise_into",
+    "check_device",
     "check_namespace",
     "check_param_dtype",
     "float_dtype",
@@ -194,6 +195,25 @@ def scalar(x: Any) -> float:
 # 12.1M params 84 ms at 16 Ki, 73 ms at 64 Ki and at 128 Ki; 0.27M params 0.97, 0.92, 0.71 ms (a 235k tensor is
 # then one block).
 CACHE_BLOCK = 131072
+
+
+def check_device(xp: Any, device: Any) -> dict[str, Any]:
+    """Keyword arguments that create arrays of ``xp`` on ``device`` (``{}`` for None: the default device).
+
+    Raises
+    ------
+    ValueError
+        ``xp`` has no such device; the message names the argument and the library's reason.
+    """
+    if device is None:
+        return {}
+    try:
+        xp.zeros((0,), device=device)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"device {device!r} is not a device of {getattr(xp, '__name__', xp)!s}: {err}"
+        ) from None
+    return {"device": device}
 
 
 def on_device_of(like: Any) -> dict[str, Any]:

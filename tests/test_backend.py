@@ -83,7 +83,11 @@ def test_arrays_made_inside_stay_on_the_inputs_device():
 
     dev = xs.Device("device1")
     net = MLP([6, 5, 4])
-    params = {k: xs.asarray(v, device=dev) for k, v in net.init(rng=0).items()}
+    params = net.init(rng=0, xp=xs, device=dev)
+    assert all(v.device == dev for v in params.values())
+    host = net.init(rng=0)
+    cpu = xs.Device("CPU_DEVICE")
+    assert all(np.asarray(params[k].to_device(cpu)).tobytes() == host[k].tobytes() for k in host)
     x = xs.asarray(np.linspace(-1, 1, 18).reshape(3, 6), device=dev)
     y = xs.asarray(np.array([0, 1, 3]), device=dev)
     value, grads = net.value_and_grad(params, x, y)
@@ -96,10 +100,20 @@ def test_arrays_made_inside_stay_on_the_inputs_device():
     groups = pathprox.pair_groups(net)
     assert pathprox.path_norm(params, groups)[0].device == dev
     tnet = Transformer(5, 3, d_model=4, heads=2)
-    tparams = {k: xs.asarray(v, device=dev) for k, v in tnet.init(rng=0).items()}
+    tparams = tnet.init(rng=0, xp=xs, device=dev)
+    assert all(v.device == dev for v in tparams.values())
     tokens = xs.asarray(np.array([[0, 1, 4], [2, 3, 4]]), device=dev)
     tvalue, tgrads = tnet.value_and_grad(tparams, tokens, xs.asarray(np.array([1, 0]), device=dev))
     assert tvalue.device == dev and all(g.device == dev for g in tgrads.values())
     opt = refreg.sgd(0.1)
     new, _, _ = training.train_epoch(net, opt, params, opt.init(params), x, y, 2, rng=0)
     assert all(v.device == dev for v in new.values())
+
+
+def test_init_refuses_a_device_the_library_does_not_have():
+    from refreg.nn import MLP, Transformer
+
+    with pytest.raises(ValueError, match=r"device 'cuda:1' is not a device of"):
+        MLP([3, 2]).init(rng=0, device="cuda:1")
+    with pytest.raises(ValueError, match=r"device 'cuda:1' is not a device of"):
+        Transformer(5, 3, d_model=4, heads=2).init(rng=0, device="cuda:1")

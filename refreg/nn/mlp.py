@@ -25,7 +25,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from refreg._backend import as_generator, default_namespace, float_dtype, get_namespace
+from refreg._backend import (
+    as_generator,
+    check_device,
+    default_namespace,
+    float_dtype,
+    get_namespace,
+)
 from refreg._validation import check_choice, check_positive
 from refreg.nn._model import check_param_dict, model_value_and_grad
 from refreg.nn.activations import ACTIVATIONS
@@ -152,12 +158,17 @@ class MLP:
         return shapes
 
     def init(
-        self, rng: Any = None, dtype: str = "float64", xp: Any = None, scale: float = 1.0
+        self,
+        rng: Any = None,
+        dtype: str = "float64",
+        xp: Any = None,
+        scale: float = 1.0,
+        device: Any = None,
     ) -> dict[str, Any]:
         """PyTorch's default ``nn.Linear`` initialisation, drawn on the host.
 
         ``W_i, b_i ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (kaiming_uniform with a = sqrt(5)), cast to ``dtype``
-        and moved to ``xp``. ``scale`` multiplies the weights only (e.g. 12x for grokking, as in Omnigrok);
+        and moved to ``xp`` (on ``device``, default: the library's default device). ``scale`` multiplies the weights only (e.g. 12x for grokking, as in Omnigrok);
         biases keep the default range. The distribution is PyTorch's; the random stream is NumPy's.
 
         Random draws, so that a port can reproduce an initialization: ``gen = numpy.random.default_rng(rng)``
@@ -170,15 +181,16 @@ class MLP:
         scale = check_positive("scale", scale)
         xp = default_namespace(xp)
         dt = float_dtype(xp, dtype)
+        on = check_device(xp, device)
         params: dict[str, Any] = {}
         for i in range(self.n_layers):
             fan_in = self.sizes[i]
             bound = 1.0 / math.sqrt(fan_in)
             w = gen.uniform(-bound, bound, size=(self.sizes[i + 1], fan_in)) * scale
-            params[self.weight_name(i)] = xp.asarray(w, dtype=dt)
+            params[self.weight_name(i)] = xp.asarray(w, dtype=dt, **on)
             if self.bias:
                 b = gen.uniform(-bound, bound, size=(self.sizes[i + 1],))
-                params[self.bias_name(i)] = xp.asarray(b, dtype=dt)
+                params[self.bias_name(i)] = xp.asarray(b, dtype=dt, **on)
         return params
 
     def check_params(self, params: Mapping[str, Any]) -> Any:

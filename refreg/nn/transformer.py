@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 
 from refreg._backend import (
     as_generator,
+    check_device,
     default_namespace,
     float_dtype,
     get_namespace,
@@ -190,6 +191,7 @@ class Transformer:
         xp: Any = None,
         std: float | None = None,
         stds: Mapping[str, float] | None = None,
+        device: Any = None,
     ) -> dict[str, Any]:
         """The release's grokking initialisation (``init_type='sqrt_dim'``), drawn on the host in float64.
 
@@ -198,11 +200,13 @@ class Transformer:
 
         Random draws: one ``Generator.standard_normal(shape)`` per matrix, in :meth:`param_shapes` order
         (token embedding, position embedding, then per block in_proj, out_proj, mlp.0, mlp.2, then head),
-        each multiplied by its s; biases and LayerNorm parameters draw nothing. Then cast to ``dtype`` on ``xp``.
+        each multiplied by its s; biases and LayerNorm parameters draw nothing. Then cast to ``dtype`` on ``xp``
+        (on ``device``, default: the library's default device).
         """
         gen = as_generator(rng)
         xp = default_namespace(xp)
         dt = float_dtype(xp, dtype)
+        on = check_device(xp, device)
         default = 1.0 / math.sqrt(self.d_model) if std is None else float(std)
         stds = dict(stds or {})
         shapes = self.param_shapes()
@@ -218,11 +222,11 @@ class Transformer:
         for name, shape in shapes.items():
             if len(shape) >= 2:
                 value = gen.standard_normal(shape) * stds.get(name, default)
-                params[name] = xp.asarray(value, dtype=dt)
+                params[name] = xp.asarray(value, dtype=dt, **on)
             elif name.split(".")[-2].startswith("ln_") and name.endswith(".weight"):
-                params[name] = xp.ones(shape, dtype=dt)
+                params[name] = xp.ones(shape, dtype=dt, **on)
             else:
-                params[name] = xp.zeros(shape, dtype=dt)
+                params[name] = xp.zeros(shape, dtype=dt, **on)
         return params
 
     def check_params(self, params: Mapping[str, Any]) -> Any:
