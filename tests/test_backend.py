@@ -117,3 +117,9 @@ def test_init_refuses_a_device_the_library_does_not_have():
         MLP([3, 2]).init(rng=0, device="cuda:1")
     with pytest.raises(ValueError, match=r"device 'cuda:1' is not a device of"):
         Transformer(5, 3, d_model=4, heads=2).init(rng=0, device="cuda:1")
+
+
+def test_on_device_of_passes_nothing_for_numpy_arrays_and_scalars():
+    from refreg._backend import on_device_of
+
+    assert on_device_of(np.ones(2)) == {} and on_device_of(np.float64(1.0)) == {}

@@ -237,3 +237,19 @@ def test_an_array_whose_memory_cannot_be_inspected_is_not_donated():
 
     with pytest.raises(ValueError, match=r"memory of params\['w'\] .* cannot be checked"):
         _memory(object(), "params", "w")
+
+
+def test_an_array_whose_memory_property_raises_is_refused_with_a_value_error():
+    """A torch CUDA tensor that requires grad raises RuntimeError from ``__cuda_array_interface__``; donation
+    refuses it with the documented ValueError (a review finding)."""
+    from refreg.optim._fused import _memory
+
+    class Raising:
+        @property
+        def __cuda_array_interface__(self):
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires grad")
+
+    with pytest.raises(
+        ValueError, match=r"memory of params\['w'\] .* cannot be checked .*RuntimeError"
+    ):
+        _memory(Raising(), "params", "w")

@@ -449,3 +449,12 @@ def test_gradient_beyond_the_dtype_range_is_an_error_not_inf():
         warnings.simplefilter("error")
         _, g = SpatialEntropy().value_and_grad(np.array([[5e-324, 0.0], [0.0, 5e-324]]))
     assert not np.any(g)
+
+
+def test_l2_value_is_finite_when_half_the_sum_of_squares_is():
+    """½Σw² = 1.44e308 is a float64 although Σw² is not: halved before scaling back (a review finding)."""
+    W = np.array([[1.2e154, 1.2e154]])
+    value = sparse.REGULARIZERS["l2"].value(W)
+    assert value == pytest.approx(1.44e308, rel=1e-15)
+    with pytest.raises(FloatingPointError, match="value at max"):
+        sparse.REGULARIZERS["l2"].value(np.array([[1.2e154, 1.2e154, 1.2e154]]) * 2)

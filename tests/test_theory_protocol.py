@@ -62,3 +62,17 @@ def test_every_runner_pins_blas_to_one_thread():
 
     assert pinned_run(Module, None) and set(pinned_run(Module, None)) == {1}
     assert set(pinned_run(Module, None, threads=2)) == {2}
+
+
+def test_mean_ci_keeps_the_sign_of_inf_and_handles_no_value():
+    import math
+    import warnings
+
+    from theory._common import mean_ci
+
+    assert mean_ci([-math.inf, 1.0])[0] == -math.inf
+    assert math.isnan(mean_ci([math.inf, -math.inf])[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, half = mean_ci([])
+    assert math.isnan(mean) and math.isnan(half)

@@ -5,8 +5,9 @@ This package is not part of the wheel: it runs from the repository and imports `
 
 Every module ``theory/<name>.py`` is a pure script over refreg's public API and defines
 
-- ``NAME`` (str), ``DESCRIPTION`` (one line: what the figure shows), ``QUICK_SECONDS`` (compute time of the quick
-  preset's runs, in core-seconds: on 2 cores the wall time is about half);
+- ``NAME`` (str), ``DESCRIPTION`` (one line: what the figure shows), ``QUICK_SECONDS`` (the quick
+  preset's pool time, the sum of its runs' wall times in the 2-worker pool, about its core-seconds: on 2 cores
+  the wall time is about half);
 - ``PRESETS``: ``{"tiny": {...}, "quick": {...}, "full": {...}}``, JSON-able dicts (``tiny`` is for tests, seconds;
   ``quick`` is the default, embedded data only; ``full`` the papers' scale, which may read ``preset["mnist"]``);
 - ``configs(preset, seeds) -> list``: one config per independent run (seeds x hyperparameters x methods), a

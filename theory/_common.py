@@ -116,13 +116,17 @@ def mean_ci(values: Iterable[float]) -> tuple[float, float]:
     """Mean of ``values`` and the half-width of its 95 % Student-t interval.
 
     One value has no interval: its half-width is NaN, not 0 (which would claim certainty). A non-finite value
-    (a diverged run) gives a mean of inf (if any is inf) or NaN, and a NaN half-width.
+    (a diverged run) gives the mean NumPy gives (±inf, or NaN for NaN or inf − inf) and a NaN half-width; no
+    value gives NaN and NaN.
     """
     from scipy import stats
 
     v = np.asarray(list(values), dtype=float)
+    if v.size == 0:  # e.g. every seed diverged and none is left to average
+        return math.nan, math.nan
     if not np.all(np.isfinite(v)):
-        return (math.inf if np.any(np.isinf(v)) else math.nan), math.nan
+        with np.errstate(invalid="ignore"):
+            return float(v.mean()), math.nan  # ±inf keeps its sign; inf − inf and NaN give NaN
     if v.size < 2:
         return float(v.mean()), math.nan
     half = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)

@@ -407,7 +407,7 @@ def local_executor(workers: int) -> Executor:
 
 
 def iter_figure_descriptions() -> Iterable[tuple[str, str, float]]:
-    """``(name, description, quick core-seconds)`` of every figure, for ``python -m theory list``."""
+    """``(name, description, quick pool seconds)`` of every figure, for ``python -m theory list``."""
     for name in available_figures():
         module = figure_module(name)
         yield name, module.DESCRIPTION, float(module.QUICK_SECONDS)

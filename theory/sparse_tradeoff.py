@@ -572,9 +572,12 @@ def _summary_rows(preset, head, n_seeds) -> list[dict]:
                 continue
             text = f"{h['method']} {format_ci(h['nnz'], h['nnz_ci'], '.0f')}"
             if h.get("ratio_to_best_lp") is not None and h["method"] != h["best_lp"]:
-                text += (
-                    f" ({h['ratio_to_best_lp']:.2f}x [{h['ratio_lo']:.2f}, {h['ratio_hi']:.2f}])"
+                interval = (
+                    f" [{h['ratio_lo']:.2f}, {h['ratio_hi']:.2f}]"
+                    if math.isfinite(h["ratio_lo"])
+                    else " [one seed, no interval]"
                 )
+                text += f" ({h['ratio_to_best_lp']:.2f}x{interval})"
             if h.get("alpha_gap_pp") is not None:
                 edge = ", window edge" if h.get("alpha_at_edge") else ""
                 text += f" [λ {h['alpha']:.3g}, step {h['alpha_gap_pp']:.1f} pp{edge}]"

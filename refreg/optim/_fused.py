@@ -115,12 +115,14 @@ def _memory(a: Any, where: str, key: str) -> np.ndarray | DeviceSpan:
     """
     if isinstance(a, np.ndarray):
         return a
-    interface = getattr(a, "__cuda_array_interface__", None)
-    if interface is not None:
-        return _device_span(interface)
-    try:
+    try:  # a property that may raise (a torch CUDA tensor that requires grad raises RuntimeError)
+        interface = getattr(a, "__cuda_array_interface__", None)
+        if interface is not None:
+            return _device_span(interface)
         return np.from_dlpack(a)
-    except (BufferError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+    except (
+        Exception
+    ) as err:  # any failure means the memory cannot be checked: refuse, as documented
         raise ValueError(
             f"donate=True: the memory of {where}[{key!r}] ({type(a).__module__}.{type(a).__name__}) cannot "
             f"be checked for overlaps ({type(err).__name__}: {err}); use donate=False"

@@ -30,14 +30,16 @@ class L1(Regularizer):
 class L2(Regularizer):
     """L2 / weight decay: ``R(W) = ½ Σ_ij w_ij²``, ``∂R/∂w_ij = w_ij``.
 
-    Not scale-invariant: ``R(cW) = c² R(W)``; its value overflows to inf only if ``½Σw²`` itself does.
+    Not scale-invariant: ``R(cW) = c² R(W)``; a value ``½Σw²`` beyond the dtype's range is a
+    ``FloatingPointError`` (not inf).
     """
 
     name = "l2"
 
     def _compute(self, xp, Ws, need_grad):
         scale = _normalise(xp, Ws)
-        value = 0.5 * scale.undo(scale.undo(_sum(xp, [xp.sum(scale(W) ** 2) for W in Ws])))
+        # ½ before scaling back (exact: the scaled sum is >= 1/4): ½Σw² may be finite where Σw² is not
+        value = scale.undo(scale.undo(0.5 * _sum(xp, [xp.sum(scale(W) ** 2) for W in Ws])))
         return value, ([xp.asarray(W, copy=True) for W in Ws] if need_grad else None)
 
 
