@@ -165,13 +165,20 @@ def test_method_names_are_modules_with_factories_of_the_same_name():
 
 
 # ---------------------------------------------------------------------------------- CPR scalar policies
-def test_readme_cpr_policy_numbers():
-    """README: float32 scalars within 6.2e-16 of the release; the default float64 scalars 5.2e-9 to 1.7e-7."""
+def _golden():
+    """tests/test_cpr_golden.py as a module: the golden pytorch-cpr runs and their replay by refreg."""
     sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from test_cpr_golden import CASES, max_param_error, replay
+        import test_cpr_golden
     finally:
         sys.path.pop(0)
+    return test_cpr_golden
+
+
+def test_readme_cpr_policy_numbers():
+    """README: float32 scalars within 6.2e-16 of the release; the default float64 scalars 5.2e-9 to 1.7e-7."""
+    golden = _golden()
+    CASES, max_param_error, replay = golden.CASES, golden.max_param_error, golden.replay
     f32 = [max_param_error(*replay(n, "float32")[:2]) for n in CASES]
     f64 = [max_param_error(*replay(n, "float64")[:2]) for n in CASES]
     assert max(f32) <= 6.2e-16
@@ -191,14 +198,10 @@ def test_citations_name_the_papers_authors():
 
 def test_porting_md_float64_policy_kappa_number():
     """PORTING.md: under the default float64 scalars κ differs from the release by up to 6.3e-8 relative."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        from test_cpr_golden import CASES, replay
-    finally:
-        sys.path.pop(0)
+    golden = _golden()
     worst = 0.0
-    for name in CASES:
-        g, _, _, kappa = replay(name, "float64")
+    for name in golden.CASES:
+        g, _, _, kappa = golden.replay(name, "float64")
         for t, step in enumerate(kappa):
             for k, value in step.items():
                 ref = float(g[f"kappa/{k}"][t])
