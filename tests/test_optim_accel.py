@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refreg import _backend, _numba
+from refreg import _numba
 from refreg.cpr import cpr
 from refreg.cpr.kappa import Uniform
 from refreg.optim import _accel, adam, adamw
@@ -84,23 +84,29 @@ def test_adam_kernel_is_bitwise_the_numpy_kernel(problem):
     assert _bits(own[1]) == _bits(g)  # the gradient is read only
 
 
-@given(_adam_problem(), st.sampled_from([50, 100, 10**9]))
-def test_adam_square_sum_is_bitwise_numpy_sum(problem, block):
+@given(_adam_problem())
+def test_adam_square_sum_is_bitwise_numpy_sum(problem):
     c, (p, g, m, v) = problem
-    previous = _backend.FUSED_BLOCK
-    _backend.FUSED_BLOCK = (
-        block  # leaves of at most 128 (NumPy's floor), 200 and all n (<= 300) elements
-    )
-    try:
-        with np.errstate(all="ignore"):
-            expected = adam_kernel(np, c, p, g, m, v)[0]
-            own = [a.copy() for a in (p, g, m, v)]
-            total = _accel.adam_step_square_sum_in_place(c, *own)
-            want = np.sum(expected * expected)
-    finally:
-        _backend.FUSED_BLOCK = previous
+    with np.errstate(all="ignore"):
+        expected = adam_kernel(np, c, p, g, m, v)[0]
+        own = [a.copy() for a in (p, g, m, v)]
+        total = _accel.adam_step_square_sum_in_place(c, *own)
+        want = np.sum(expected * expected)
     assert _bits(own[0]) == _bits(expected)
-    assert total.dtype == want.dtype and _bits(total) == _bits(want)
+    assert type(total) is type(want) and _bits(total) == _bits(want)
+
+
+@given(
+    st.sampled_from(["float32", "float64"]).flatmap(
+        lambda dtype: hnp.arrays(dtype, st.integers(1, 3000), elements=_values(dtype))
+    )
+)
+def test_square_sum_is_bitwise_numpy_sum(x):
+    # sizes from one short leaf (< 8) to ~40 leaves: groups of four, leftovers, odd leaf lengths
+    with np.errstate(all="ignore"):
+        want = np.sum(x * x)
+        got = _accel.square_sum(x)
+    assert type(got) is type(want) and _bits(got) == _bits(want)
 
 
 def test_large_tensor_square_sum_crosses_many_leaves():

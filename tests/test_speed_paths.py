@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -97,17 +99,40 @@ def test_all_finite_when_squares_overflow():
     st.sampled_from(["float32", "float64"]),
 )
 def test_square_sum_is_numpy_pairwise_sum_bitwise(n, block, dtype):
-    from refreg import _backend
+    from refreg import _backend, _numba
     from refreg.cpr._fused import square_sum
 
     x = (np.random.default_rng(n).standard_normal(n) * 10).astype(dtype)
-    old = _backend.FUSED_BLOCK
+    old, numba_was = (
+        _backend.FUSED_BLOCK,
+        _numba.set_enabled(False),
+    )  # the NumPy blocks (numba: test_optim_accel)
     _backend.FUSED_BLOCK = block
     try:
         got = square_sum(x)
     finally:
         _backend.FUSED_BLOCK = old
+        _numba.set_enabled(numba_was)
     assert _bits(np.asarray(got)).tobytes() == _bits(np.asarray(np.sum(x * x))).tobytes()
+
+
+@given(st.integers(1, 20000), st.sampled_from(["float32", "float64"]))
+def test_pairwise_leaves_is_numpys_summation_tree(n, dtype):
+    # NumPy's own sums of the leaves, added in the program's postfix order, must be np.sum bit for bit
+    from refreg._backend import PAIRWISE_LEAF, pairwise_leaves
+
+    x = (np.random.default_rng(n).standard_normal(n) * 10).astype(dtype)
+    bounds, ops = pairwise_leaves(n)
+    assert bounds[0] == 0 and bounds[-1] == n and np.all(np.diff(bounds) >= 1)
+    assert np.all(np.diff(bounds) <= PAIRWISE_LEAF) and (
+        n <= PAIRWISE_LEAF or np.diff(bounds).min() >= 64
+    )
+    leaves = iter(np.add.reduce(x[a:b]) for a, b in itertools.pairwise(bounds))
+    stack = []
+    for op in ops:
+        stack.append(next(leaves) if op == 0 else stack.pop(-2) + stack.pop())
+    assert len(stack) == 1 and next(leaves, None) is None
+    assert _bits(np.asarray(stack[0])).tobytes() == _bits(np.asarray(np.sum(x))).tobytes()
 
 
 def test_square_sum_of_a_large_matrix_is_bitwise():

@@ -5,7 +5,8 @@ of θ (a 48 MB array with fresh pages for a 12M-parameter tensor) and reads it a
 ``θ·(1 − 2λ)`` as another new array. Here, on NumPy:
 
 - :func:`square_sum` forms θ² block by block in a scratch block and adds the blocks' sums in NumPy's pairwise
-  order (:func:`refreg._backend.pairwise_blocks`), so it is ``np.sum(θ·θ)`` bit for bit; with Adam as the base
+  order (:func:`refreg._backend.pairwise_blocks`), so it is ``np.sum(θ·θ)`` bit for bit (with numba, one
+  compiled pass: :func:`refreg.optim._accel.square_sum`); with Adam as the base
   and ``donate=True`` the same sums come out of Adam's fused pass while the new θ is in cache
   (:func:`refreg.optim._fused.adam_into`), saving the read of θ as well;
 - :func:`constraint_step_into` multiplies θ by ``1 − 2λ`` in place, bit for bit ``θ·(1 − 2λ)``; it is used on
@@ -22,6 +23,7 @@ import numpy as np
 
 from refreg import _backend
 from refreg._backend import pairwise_blocks
+from refreg.optim import _accel
 
 __all__ = [
     "base_update_donated",
@@ -45,8 +47,11 @@ def writable_numpy(x: Any) -> bool:
 def square_sum(theta: np.ndarray) -> Any:
     """``np.sum(theta * theta)`` bit for bit (a 0-d NumPy scalar), without an array of theta's size.
 
-    ``theta`` must be a C-contiguous NumPy float array.
+    ``theta`` must be a C-contiguous NumPy float array. With numba installed, one compiled pass
+    (:func:`refreg.optim._accel.square_sum`, the same bits).
     """
+    if _accel.usable(theta):
+        return _accel.square_sum(theta)
     block = max(2 * _backend.FUSED_BLOCK, 128)  # leaves of 1/2 to 1 times this (pairwise_blocks)
     flat = theta.reshape(-1)
     scratch = np.empty(min(flat.size, block), dtype=theta.dtype)

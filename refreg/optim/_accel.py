@@ -10,11 +10,14 @@ installed (:mod:`refreg._numba`) it is one loop that reads θ, g, m, v and write
   float operand of an array: NEP 50, and NumPy 1.x's value-based casting for ndim ≥ 1), compiled with NumPy's
   error model (a division by zero gives inf or NaN as in NumPy; Python's would raise, and its check keeps
   LLVM from vectorising the loop), without fast-math and so without fused multiply-adds;
-- :func:`adam_step_square_sum_in_place`: the same step leaf by leaf, the loop also writing ``θ_new·θ_new`` into
-  a scratch leaf that NumPy sums (``np.add.reduce``, its pairwise order) while it is in cache; the leaves are
-  added up NumPy's pairwise tree (:func:`refreg._backend.pairwise_blocks`), so CPR's ``R = Σθ_new²`` is
-  ``np.sum(θ·θ)`` bit for bit. (A numba loop with NumPy's eight accumulators per 128 elements took 4.9 ms on
-  12M float32 elements where NumPy's multiply and sum took 4.6: LLVM did not vectorise it.)
+- :func:`adam_step_square_sum_in_place`: the same step, also returning CPR's ``R = Σθ_new²`` as ``np.sum(θ·θ)``
+  bit for bit, and :func:`square_sum` (R alone). NumPy sums a float array pairwise down to leaves of at most
+  128 elements, each with eight running accumulators (:func:`refreg._backend.pairwise_leaves`); the kernel
+  steps a run of 64 leaves (about 8K elements), sums them from cache with the same eight accumulators as LLVM
+  vector adds, four leaves at once (:func:`_interleaved_square_lanes`), and adds the leaves' sums up NumPy's
+  tree. (Eight scalar accumulators in a numba loop are not vectorised by LLVM: 4.9 ms on 12M float32 elements
+  where NumPy's multiply and sum took 4.6; one vector chain per leaf waits on each add's latency and was no
+  faster than NumPy. Measured gain in docs/performance.md.)
 
 ``tests/test_optim_accel.py`` checks them against the NumPy kernels bit for bit on hypothesis-drawn arrays with
 zeros, ``-0.0``, subnormals, infinities and extreme values, for float32 and float64, Adam and AdamW, both
@@ -25,16 +28,21 @@ C-contiguous NumPy float32/float64 arrays of one dtype and ndim ≥ 1.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 
-from refreg import _backend, _numba
-from refreg._backend import HOST_FLOATS, pairwise_blocks
+from refreg import _numba
+from refreg._backend import HOST_FLOATS, pairwise_leaves
 from refreg.optim.kernels import AdamStepCoefficients
 
-__all__ = ["adam_step", "adam_step_in_place", "adam_step_square_sum_in_place", "usable"]
+__all__ = [
+    "adam_step",
+    "adam_step_in_place",
+    "adam_step_square_sum_in_place",
+    "square_sum",
+    "usable",
+]
 
 
 def usable(*arrays: Any) -> bool:
@@ -82,7 +90,7 @@ def adam_step_in_place(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) 
     check would fail for an output that is its input and fall back to the scalar loop.
     """
     flat = (a.reshape(-1) for a in (p, g, m, v))
-    _kernels()["adam"](*flat, 0, p.size, None, *_scalars(c, p.dtype))
+    _kernels()["adam"](*flat, 0, p.size, *_scalars(c, p.dtype))
 
 
 def adam_step(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> tuple[Any, Any, Any]:
@@ -94,36 +102,23 @@ def adam_step(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> tuple[
 
 
 def adam_step_square_sum_in_place(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> Any:
-    """:func:`adam_step_in_place`, returning ``np.sum(p * p)`` of the new θ bit for bit (a NumPy scalar)."""
-    flat = [a.reshape(-1) for a in (p, g, m, v)]
-    scalars = _scalars(c, p.dtype)
-    adam = _kernels()["adam"]
-    # leaves of 1/2 to 1 times the block, as refreg.optim._fused.adam_into's, so a leaf is in cache for its sum
-    block = max(2 * _backend.FUSED_BLOCK, 128)
-    scratch = _scratch(min(p.size, block), p.dtype)
+    """:func:`adam_step_in_place`, returning ``np.sum(p * p)`` of the new θ bit for bit (a NumPy scalar).
 
-    def leaf(start: int, stop: int) -> Any:
-        squares = scratch[: stop - start]
-        adam(*flat, start, stop, squares, *scalars)
-        return np.add.reduce(squares)
-
-    return pairwise_blocks(leaf, p.size, block)
-
-
-def _scratch(n: int, dtype: Any) -> np.ndarray:
-    """A scratch vector of ``n`` elements, reused by this thread's later calls.
-
-    A fresh 512 KiB block is a new mapping whose pages fault on first touch: on the 784-300-100-10 MLP that
-    cost 200 µs per step, twice the Adam step itself. One buffer per thread and dtype, grown when needed.
+    One compiled pass: the step runs over a run of NumPy's pairwise leaves (:func:`refreg._backend.pairwise_leaves`)
+    while the leaves' sums of squares are taken from cache, then the sums are added up NumPy's tree.
     """
-    buffers = _WORKSPACE.__dict__.setdefault("buffers", {})
-    buffer = buffers.get(dtype)
-    if buffer is None or buffer.size < n:
-        buffer = buffers[dtype] = np.empty(n, dtype)
-    return buffer[:n]
+    flat = [a.reshape(-1) for a in (p, g, m, v)]
+    total = _kernels()["adam_square_sum"](*flat, *pairwise_leaves(p.size), *_scalars(c, p.dtype))
+    return p.dtype.type(total)
 
 
-_WORKSPACE = threading.local()
+def square_sum(x: Any) -> Any:
+    """``np.sum(x * x)`` bit for bit (a NumPy scalar of x's dtype), in one compiled pass without a temporary.
+
+    ``x``: a C-contiguous NumPy float32/float64 array, ndim ≥ 1 (:func:`usable`).
+    """
+    flat = x.reshape(-1)
+    return x.dtype.type(_kernels()["square_sum"](flat, *pairwise_leaves(x.size)))
 
 
 def _kernels() -> dict[str, Any] | None:
@@ -150,18 +145,12 @@ def _build(jit: Any) -> dict[str, Any]:
         return pk + (mk * neg_step) / denom, mk, vk
 
     @jit
-    def adam(p, g, m, v, start, stop, squares, *scalars):  # pragma: no cover (compiled)
-        # in place on [start, stop); ``squares is None`` is pruned at compile time (a separate compilation).
-        # Views indexed from 0: with k in range(start, stop) numba cannot prove k >= 0, keeps its
-        # negative-index wraparound in the loop, and LLVM does not vectorise it
+    def adam(p, g, m, v, start, stop, *scalars):  # pragma: no cover (compiled)
+        # in place on [start, stop). Views indexed from 0: with k in range(start, stop) numba cannot prove
+        # k >= 0, keeps its negative-index wraparound in the loop, and LLVM does not vectorise it
         p, g, m, v = p[start:stop], g[start:stop], m[start:stop], v[start:stop]
         for k in range(p.size):
-            new, m[k], v[k] = element(p[k], g[k], m[k], v[k], scalars)
-            p[k] = new
-            if (
-                squares is not None
-            ):  # CPR's θ_new·θ_new (NumPy's ``np.multiply(θ, θ)``) for R of the leaf
-                squares[k] = new * new
+            p[k], m[k], v[k] = element(p[k], g[k], m[k], v[k], scalars)
 
     @jit
     def adam_out(p, g, m, v, op, om, ov, *scalars):  # pragma: no cover (compiled)
@@ -169,4 +158,160 @@ def _build(jit: Any) -> dict[str, Any]:
         for k in range(p.size):
             op[k], om[k], ov[k] = element(p[k], g[k], m[k], v[k], scalars)
 
-    return {"adam": adam, "adam_out": adam_out}
+    lanes = _interleaved_square_lanes()
+
+    @jit
+    def leaf_sum(x, start, stop, r, base):  # pragma: no cover (compiled)
+        # NumPy's pairwise leaf, x[start:stop] squared: ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)) of the
+        # eight lane sums r[base:base + 8], then the last n % 8 squares one by one
+        res = ((r[base] + r[base + 1]) + (r[base + 2] + r[base + 3])) + (
+            (r[base + 4] + r[base + 5]) + (r[base + 6] + r[base + 7])
+        )
+        for i in range(stop - (stop - start) % 8, stop):
+            res += x[i] * x[i]
+        return res
+
+    @jit
+    def short_leaf_sum(x, start, stop):  # pragma: no cover (compiled)
+        # a leaf of fewer than 8 elements (only a whole array that short): NumPy adds them to 0 one by one
+        res = x.dtype.type(0.0)
+        for i in range(start, stop):
+            res += x[i] * x[i]
+        return res
+
+    @jit
+    def leaf_sums(x, bounds, first, last, sums):  # pragma: no cover (compiled)
+        # sums[j] for the leaves j in [first, last), four at a time: four independent chains of vector adds
+        # instead of one, which would wait on each add's latency
+        j = first
+        while j < last:
+            if j + 4 <= last:
+                s0, s1, s2, s3, s4 = (
+                    bounds[j],
+                    bounds[j + 1],
+                    bounds[j + 2],
+                    bounds[j + 3],
+                    bounds[j + 4],
+                )
+                if s1 - s0 >= 8 and s2 - s1 >= 8 and s3 - s2 >= 8 and s4 - s3 >= 8:
+                    e0, e1, e2, e3 = (
+                        s1 - (s1 - s0) % 8,
+                        s2 - (s2 - s1) % 8,
+                        s3 - (s3 - s2) % 8,
+                        s4 - (s4 - s3) % 8,
+                    )
+                    r = lanes(x, s0, s1, s2, s3, e0, e1, e2, e3)
+                    sums[j] = leaf_sum(x, s0, s1, r, 0)
+                    sums[j + 1] = leaf_sum(x, s1, s2, r, 8)
+                    sums[j + 2] = leaf_sum(x, s2, s3, r, 16)
+                    sums[j + 3] = leaf_sum(x, s3, s4, r, 24)
+                    j += 4
+                    continue
+            a, b = bounds[j], bounds[j + 1]
+            if b - a < 8:
+                sums[j] = short_leaf_sum(x, a, b)
+            else:  # one leaf alone; the other three chains are dummies over its first 8 elements
+                r = lanes(x, a, a, a, a, b - (b - a) % 8, a + 8, a + 8, a + 8)
+                sums[j] = leaf_sum(x, a, b, r, 0)
+            j += 1
+
+    @jit
+    def tree_total(sums, ops):  # pragma: no cover (compiled)
+        # the leaves' sums added up NumPy's tree: ops in postfix, 0 = push the next leaf's sum, 1 = add the top two
+        stack = np.empty(64, sums.dtype)
+        top = 0
+        leaf = 0
+        for op in ops:
+            if op == 0:
+                stack[top] = sums[leaf]
+                top += 1
+                leaf += 1
+            else:
+                top -= 1
+                stack[top - 1] = stack[top - 1] + stack[top]
+        return stack[0]
+
+    @jit
+    def square_sum(x, bounds, ops):  # pragma: no cover (compiled)
+        sums = np.empty(bounds.size - 1, x.dtype)
+        leaf_sums(x, bounds, 0, sums.size, sums)
+        return tree_total(sums, ops)
+
+    @jit
+    def adam_square_sum(p, g, m, v, bounds, ops, *scalars):  # pragma: no cover (compiled)
+        # the step over runs of 64 leaves (about 8K elements, in cache for their sums) then their sums
+        sums = np.empty(bounds.size - 1, p.dtype)
+        for first in range(0, sums.size, 64):
+            last = min(first + 64, sums.size)
+            adam(p, g, m, v, bounds[first], bounds[last], *scalars)
+            leaf_sums(p, bounds, first, last, sums)
+        return tree_total(sums, ops)
+
+    return {
+        "adam": adam,
+        "adam_out": adam_out,
+        "adam_square_sum": adam_square_sum,
+        "square_sum": square_sum,
+    }
+
+
+def _interleaved_square_lanes() -> Any:
+    """A numba intrinsic: the eight lane sums of NumPy's pairwise leaf for four leaves at once.
+
+    ``lanes(x, s0, s1, s2, s3, e0, e1, e2, e3)`` returns 32 values, leaf-major: for leaf i, lane j is
+    ``x[s_i + j]² + x[s_i + j + 8]² + …`` up to ``e_i`` (``e_i − s_i`` a multiple of 8, at least 8), added in
+    that order, as NumPy's eight accumulators add them. Written as LLVM vector operations because LLVM does not
+    vectorise eight scalar accumulators (measured: 0.4 ns per element, slower than NumPy's own sum); the four
+    leaves' chains are independent, so their adds overlap instead of each waiting on the last one's latency.
+    No fast-math flags: every multiply and add is rounded as NumPy's.
+    """
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def lanes(typingctx, x, s0, s1, s2, s3, e0, e1, e2, e3):
+        dtype = x.dtype
+        signature = types.UniTuple(dtype, 32)(x, s0, s1, s2, s3, e0, e1, e2, e3)
+
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vector = ir.VectorType(context.get_value_type(dtype), 8)
+
+            def square(i):  # x[i:i + 8]², an unaligned vector load
+                pointer = builder.bitcast(builder.gep(data, [i]), vector.as_pointer())
+                y = builder.load(pointer, align=dtype.bitwidth // 8)
+                return builder.fmul(y, y)
+
+            starts, stops = args[1:5], args[5:9]
+            eight = ir.Constant(starts[0].type, 8)
+            accumulators = []
+            for start in starts:
+                accumulator = cgutils.alloca_once(builder, vector)
+                builder.store(square(start), accumulator)
+                accumulators.append(accumulator)
+            lengths = [builder.sub(stop, start) for start, stop in zip(starts, stops, strict=True)]
+            common = lengths[0]
+            for length in lengths[1:]:
+                common = builder.select(builder.icmp_signed("<", length, common), length, common)
+            # the four chains side by side over the length they share, then each one's rest
+            with cgutils.for_range_slice(builder, eight, common, eight, intp=eight.type) as (i, _):
+                for start, accumulator in zip(starts, accumulators, strict=True):
+                    total = builder.fadd(builder.load(accumulator), square(builder.add(start, i)))
+                    builder.store(total, accumulator)
+            for start, stop, accumulator in zip(starts, stops, accumulators, strict=True):
+                rest = builder.add(start, common)
+                with cgutils.for_range_slice(builder, rest, stop, eight, intp=eight.type) as (i, _):
+                    builder.store(builder.fadd(builder.load(accumulator), square(i)), accumulator)
+            values = []
+            for accumulator in accumulators:
+                total = builder.load(accumulator)
+                values += [
+                    builder.extract_element(total, ir.Constant(ir.IntType(32), j)) for j in range(8)
+                ]
+            return context.make_tuple(builder, sig.return_type, values)
+
+        return signature, codegen
+
+    return lanes
