@@ -20,12 +20,21 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="a one-minute run (fewer repeats and cases)"
     )
     parser.add_argument("--out", default=str(HERE), help="folder for results.json and results.md")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="run only these benchmarks (names as printed)"
+    )
     args = parser.parse_args(argv)
     # pytorch-cpr 0.3.1 calls a deprecated torch helper on every step; one warning per call would drown the output
     warnings.filterwarnings("ignore", message=".*is_compiling.*")
     start = time.perf_counter()
     results = []
     cases = benchmarks.cases(args.quick)
+    if args.only:
+        names = [name for name, _ in cases]
+        unknown = sorted(set(args.only) - set(names))
+        if unknown:
+            parser.error(f"--only: unknown benchmark(s) {unknown}; choose from {names}")
+        cases = [(name, case) for name, case in cases if name in args.only]
     for name, case in cases:
         t0 = time.perf_counter()
         outcome = case()

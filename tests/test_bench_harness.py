@@ -44,3 +44,25 @@ def test_compare_interleaves_and_reports_ratios(tmp_path):
 def test_compare_rejects_an_unknown_baseline():
     with pytest.raises(ValueError, match="baseline must be one of"):
         compare("toy", {"a": lambda: None}, "z")
+
+
+def test_only_runs_the_named_benchmarks_and_rejects_unknown_names(monkeypatch, tmp_path, capsys):
+    from bench import __main__ as cli
+    from bench import benchmarks
+    from bench.harness import Comparison
+
+    ran = []
+
+    def case(name):
+        def run():
+            ran.append(name)
+            return Comparison(name, "a", {"a": 1.0}, {"a": 1.0}, {"a": (1.0, 1.0)}, 1)
+
+        return run
+
+    monkeypatch.setattr(benchmarks, "cases", lambda quick: [(n, case(n)) for n in ("x", "y", "z")])
+    assert cli.main(["--only", "y", "z", "--out", str(tmp_path)]) == 0
+    assert ran == ["y", "z"] and (tmp_path / "results.md").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["--only", "w", "--out", str(tmp_path)])
+    assert "unknown benchmark(s) ['w']" in capsys.readouterr().err

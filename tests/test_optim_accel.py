@@ -218,3 +218,15 @@ def test_kernel_is_not_used_off_the_fast_path():
     assert not _accel.usable(np.ones((), np.float32))  # 0-d: NumPy's scalars
     _numba.set_enabled(False)
     assert not _accel.usable(p)
+
+
+def test_step_scalars_are_kept_for_the_same_coefficients_object_only():
+    # the memo is by identity: an equal-valued c with -0.0 where the last had 0.0 gets its own signed zero
+    plus = AdamStepCoefficients(None, 0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
+    minus = AdamStepCoefficients(None, -0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
+    first = _accel._scalars(plus, np.dtype(np.float32))
+    assert _accel._scalars(plus, np.dtype(np.float32)) is first
+    assert np.signbit(_accel._scalars(minus, np.dtype(np.float32))[3])
+    assert not np.signbit(_accel._scalars(plus, np.dtype(np.float32))[3])
+    as64 = _accel._scalars(plus, np.dtype(np.float64))
+    assert as64 is not first and type(as64[1]) is np.float64 and type(first[1]) is np.float32
