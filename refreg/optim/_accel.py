@@ -13,7 +13,7 @@ installed (:mod:`refreg._numba`) it is one loop that reads θ, g, m, v and write
 - :func:`adam_step_square_sum_in_place`: the same step, also returning CPR's ``R = Σθ_new²`` as ``np.sum(θ·θ)``
   bit for bit, and :func:`square_sum` (R alone). NumPy sums a float array pairwise down to leaves of at most
   128 elements, each with eight running accumulators (:func:`refreg._backend.pairwise_leaves`); the kernel
-  steps a run of 64 leaves (about 8K elements), sums them from cache with the same eight accumulators as LLVM
+  steps a run of 512 leaves (about 50K elements), sums them from L2 with the same eight accumulators as LLVM
   vector adds, four leaves at once (:func:`_interleaved_square_lanes`), and adds the leaves' sums up NumPy's
   tree. (Eight scalar accumulators in a numba loop are not vectorised by LLVM: 4.9 ms on 12M float32 elements
   where NumPy's multiply and sum took 4.6; one vector chain per leaf waits on each add's latency and was no
@@ -260,10 +260,10 @@ def _build(jit: Any) -> dict[str, Any]:
 
     @jit
     def adam_square_sum(p, g, m, v, bounds, ops, *scalars):  # pragma: no cover (compiled)
-        # the step over runs of 64 leaves (about 8K elements, in cache for their sums) then their sums
+        # the step over runs of 512 leaves (about 50K elements, in L2 for their sums), then their sums
         sums = np.empty(bounds.size - 1, p.dtype)
-        for first in range(0, sums.size, 64):
-            last = min(first + 64, sums.size)
+        for first in range(0, sums.size, 512):
+            last = min(first + 512, sums.size)
             adam(p, g, m, v, bounds[first], bounds[last], *scalars)
             leaf_sums(p, bounds, first, last, sums)
         return tree_total(sums, ops)
