@@ -120,6 +120,19 @@ def test_large_tensor_square_sum_crosses_many_leaves():
     assert _bits(p) == _bits(expected) and _bits(total) == _bits(np.sum(expected * expected))
 
 
+@pytest.mark.parametrize("n", [61994, 65982, 66979, 133778])
+def test_square_sums_across_runs_of_leaves_with_leftovers(n):
+    # 513, 567, 692 and 1362 leaves: runs of 512 leaves, then 1, 3, 0 and 2 leaves beyond the groups of four
+    rng = np.random.default_rng(n)
+    p, g, m = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    v = np.abs(rng.standard_normal(n)).astype(np.float32)
+    c = AdamStepCoefficients(None, 0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
+    expected = adam_kernel(np, c, p, g, m, v)[0]
+    assert _bits(_accel.square_sum(p)) == _bits(np.sum(p * p))
+    total = _accel.adam_step_square_sum_in_place(c, p, g, m, v)
+    assert _bits(p) == _bits(expected) and _bits(total) == _bits(np.sum(expected * expected))
+
+
 def _run_with_and_without_the_kernel(opt, dtype, donate, n_steps=5):
     """The same steps from the same start with the kernel on, then off: [(params, state, λ per step)] × 2."""
     rng = np.random.default_rng(5)
