@@ -243,3 +243,21 @@ def test_step_scalars_are_kept_for_the_same_coefficients_object_only():
     assert not np.signbit(_accel._scalars(plus, np.dtype(np.float32))[3])
     as64 = _accel._scalars(plus, np.dtype(np.float64))
     assert as64 is not first and type(as64[1]) is np.float64 and type(first[1]) is np.float32
+
+
+@pytest.mark.parametrize("node", [128, 1000, 4096])
+def test_square_sums_of_tensors_larger_than_one_compiled_node(monkeypatch, node):
+    # above NODE elements the nodes' sums are added up NumPy's tree in Python, in the arrays' dtype
+    monkeypatch.setattr(_accel, "NODE", node)
+    rng = np.random.default_rng(node)
+    for dtype in (np.float32, np.float64):
+        n = 9 * node + 77
+        p, g, m = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+        v = np.abs(rng.standard_normal(n)).astype(dtype)
+        c = AdamStepCoefficients(None, 0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
+        expected = adam_kernel(np, c, p, g, m, v)[0]
+        got = _accel.square_sum(p)
+        assert type(got) is dtype and _bits(got) == _bits(np.sum(p * p))
+        total = _accel.adam_step_square_sum_in_place(c, p, g, m, v)
+        assert _bits(p) == _bits(expected)
+        assert type(total) is dtype and _bits(total) == _bits(np.sum(expected * expected))

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from refreg import _numba
-from refreg._backend import HOST_FLOATS, pairwise_leaves
+from refreg._backend import HOST_FLOATS, pairwise_blocks, pairwise_leaves
 from refreg.optim.kernels import AdamStepCoefficients
 
 __all__ = [
@@ -124,12 +124,19 @@ def adam_step(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> tuple[
 def adam_step_square_sum_in_place(c: AdamStepCoefficients, p: Any, g: Any, m: Any, v: Any) -> Any:
     """:func:`adam_step_in_place`, returning ``np.sum(p * p)`` of the new θ bit for bit (a NumPy scalar).
 
-    One compiled pass: the step runs over a run of NumPy's pairwise leaves (:func:`refreg._backend.pairwise_leaves`)
-    while the leaves' sums of squares are taken from cache, then the sums are added up NumPy's tree.
+    One compiled pass per node of NumPy's pairwise tree of at most :data:`NODE` elements (the whole tensor
+    up to that size): the step runs over a run of the node's leaves (:func:`refreg._backend.pairwise_leaves`)
+    while their sums of squares are taken from cache, then the sums are added up NumPy's tree.
     """
     flat = [a.reshape(-1) for a in (p, g, m, v)]
-    total = _kernels()["adam_square_sum"](*flat, *pairwise_leaves(p.size), *_scalars(c, p.dtype))
-    return p.dtype.type(total)
+    scalars = _scalars(c, p.dtype)
+    kernel = _kernels()["adam_square_sum"]
+
+    def node(start: int, stop: int) -> Any:
+        views = (a[start:stop] for a in flat)
+        return p.dtype.type(kernel(*views, *pairwise_leaves(stop - start), *scalars))
+
+    return _over_nodes(node, p.size)
 
 
 def square_sum(x: Any) -> Any:
@@ -138,7 +145,25 @@ def square_sum(x: Any) -> Any:
     ``x``: a C-contiguous NumPy float32/float64 array, ndim ≥ 1 (:func:`usable`).
     """
     flat = x.reshape(-1)
-    return x.dtype.type(_kernels()["square_sum"](flat, *pairwise_leaves(x.size)))
+    kernel = _kernels()["square_sum"]
+
+    def node(start: int, stop: int) -> Any:
+        return x.dtype.type(kernel(flat[start:stop], *pairwise_leaves(stop - start)))
+
+    return _over_nodes(node, x.size)
+
+
+# The largest node of NumPy's tree that one compiled call sums (2^22 elements). Above it the tree is walked in
+# Python (pairwise_blocks): the leaf tables stay below ~33K leaves (~400 KB) and take ~20 ms to build once per
+# node size, however large the tensor; a 10^9-element tensor's own table would hold 8M leaves.
+NODE = 1 << 22
+
+
+def _over_nodes(node: Any, size: int) -> Any:
+    """``node(start, stop)``'s sums (NumPy scalars, so that they add in the arrays' dtype) up NumPy's tree."""
+    if size <= NODE:
+        return node(0, size)
+    return pairwise_blocks(node, size, NODE)
 
 
 def _kernels() -> dict[str, Any] | None:
