@@ -14,7 +14,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["enabled", "kernels", "set_enabled", "version"]
+__all__ = ["JIT_OPTIONS", "enabled", "kernels", "set_enabled", "version"]
+
+# every kernel's compile options: cached on disk; no GIL held; NumPy's error model (module docstring)
+JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 _STATE: dict[str, Any] = {"enabled": os.environ.get("REFREG_NUMBA", "1") != "0", "numba": None}
 _BUILT: dict[Callable, dict[str, Any]] = {}
@@ -55,5 +58,5 @@ def kernels(build: Callable[[Callable], dict[str, Any]]) -> dict[str, Any] | Non
     if built is None:
         if not _module():
             return None
-        built = _BUILT[build] = build(_module().njit(cache=True, nogil=True, error_model="numpy"))
+        built = _BUILT[build] = build(_module().njit(**JIT_OPTIONS))
     return built
