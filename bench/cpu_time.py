@@ -5,7 +5,9 @@ Every variant runs with BLAS and PyTorch pinned to one thread, so the CPU time o
 Variants are interleaved in rounds; each ratio is the median of the per-round ratios. Cache and memory-bandwidth
 contention still move the numbers: they show direction; the wall-clock ``python -m bench`` on a quiet machine
 gives the figures to publish. It runs on any refreg tree (the ``donate=True`` rows appear where it exists), which
-is how docs/performance.md compares before and after (``PYTHONPATH=<tree> python -m bench.cpu_time``).
+is how docs/performance.md compares before and after: run it from inside each tree
+(``cd <tree> && python -m bench.cpu_time``), because ``python -m`` puts the current directory ahead of
+``PYTHONPATH``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The ``refreg`` command line: a demo that trains a small MLP on the bundled digits.
+"""The ``refreg`` command line: a demo that trains a small MLP on scikit-learn's bundled digits.
+
+The digits need scikit-learn (the ``figures`` or ``test`` extra); without it the demo prints that in one
+line and exits with status 2.
 
 refreg demo [--epochs N]
 
@@ -27,7 +30,11 @@ def _demo(args: argparse.Namespace) -> int:
 
     from refreg import MLP, adamw, data, training
 
-    ds = data.digits(rng=0)
+    try:
+        ds = data.digits(rng=0)
+    except ImportError as error:  # scikit-learn is an extra: one line of advice, not a traceback
+        print(f"refreg demo: error: {error}", file=sys.stderr)
+        return 2
     net = MLP([64, 64, 10])
     params = net.init(rng=0)
     opt = adamw(lr=1e-3)

@@ -7,6 +7,7 @@ import json
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from theory import cli, runner
@@ -89,6 +90,29 @@ def test_runs_write_summary_and_cached_reruns_compute_nothing(fake, tmp_path):
         ["fakefig"], preset="tiny", outdir=out, seeds=3, progress=False, log=lambda s: None
     )
     assert sorted(c["seed"] for c in fake.CALLS) == [2, 2, 2, 2]
+
+
+def test_every_figure_records_where_its_runs_ran(fake, tmp_path):
+    import platform
+
+    out = tmp_path / "out"
+    runner.run_figures(["fakefig"], preset="tiny", outdir=out, progress=False, log=lambda s: None)
+    data = json.loads((out / "fakefig.summary.json").read_text())
+    assert data["runs_without_environment"] == 0 and len(data["environments"]) == 1
+    env = data["environments"][0]
+    assert env["numpy"] == np.__version__ and env["python"] == platform.python_version()
+    assert all(b["num_threads"] == 1 for b in env["blas"])  # measured inside the run's pin
+    summary = (out / "summary.md").read_text()
+    assert f"Ran on: Python {env['python']}, NumPy {np.__version__}" in summary
+    assert "(fakefig)." in summary and "No environment recorded" not in summary
+    # a summary written before environments were recorded is named as such
+    del data["environments"], data["runs_without_environment"]
+    (out / "fakefig.summary.json").write_text(json.dumps(data))
+    runner.write_summary(out)
+    assert (
+        "No environment recorded (cached before it was): fakefig (all runs)."
+        in (out / "summary.md").read_text()
+    )
 
 
 def test_interrupted_sweep_resumes_without_recomputing(fake, tmp_path):
@@ -216,6 +240,19 @@ def test_library_cli_points_to_the_figure_command(capsys):
 
     assert library_cli.main(["figures"]) == 2
     assert "python -m theory figures" in capsys.readouterr().err
+
+
+def test_library_demo_without_scikit_learn_is_one_line_and_status_2(monkeypatch, capsys):
+    from refreg import cli as library_cli
+    from refreg import data
+
+    def without_scikit_learn(**kwargs):  # what data.digits raises when scikit-learn is missing
+        raise ImportError("digits() needs scikit-learn: pip install 'refreg[figures]'")
+
+    monkeypatch.setattr(data, "digits", without_scikit_learn)
+    assert library_cli.main(["demo", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scikit-learn" in err and "refreg[figures]" in err
 
 
 def test_cache_key_is_the_hash_of_the_whole_dataclass_config():

@@ -70,6 +70,9 @@ def test_cli_absurd_seeds_is_one_line_and_status_2(seeds, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--seeds" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith(
+        "python -m theory figures: error:"
+    )  # no usage block
 
 
 def test_runner_refuses_absurd_seeds(fake):  # noqa: F811

@@ -140,6 +140,58 @@ def format_ci(mean: float, half: float, spec: str = ".2f", scale: float = 1.0) -
     return f"{format(scale * mean, spec)} ± {format(scale * half, spec)}"
 
 
+def environment(blas_threads: int | None = None) -> dict:
+    """Library versions, BLAS libraries and their thread counts, and the CPU model of this process.
+
+    ``blas_threads``: measured inside that BLAS limit (threadpoolctl), the count a pinned run used.
+    """
+    import platform
+    import sys
+
+    import threadpoolctl
+
+    import refreg
+
+    if blas_threads is not None:
+        with threadpoolctl.threadpool_limits(limits=blas_threads):
+            return environment()
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "refreg": refreg.__version__,
+        "threadpoolctl": threadpoolctl.__version__,
+        "blas": [
+            {k: info.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer")}
+            for info in threadpoolctl.threadpool_info()
+        ],
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def describe_environment(env: Mapping[str, Any]) -> str:
+    """One line for summary.md: ``Python 3.11.7, NumPy 2.4.6, refreg 0.1.0, openblas 0.3.31 (1 thread), CPU (2 CPUs)``."""
+    blas = ", ".join(
+        f"{b.get('internal_api')} {b.get('version')} ({b.get('num_threads')} thread"
+        f"{'' if b.get('num_threads') == 1 else 's'})"
+        for b in env.get("blas", [])
+    )
+    parts = [
+        f"Python {env.get('python')}",
+        f"NumPy {env.get('numpy')}",
+        f"refreg {env.get('refreg')}",
+        blas or "no BLAS reported",
+        f"{env.get('cpu')} ({env.get('cpu_count')} CPUs)",
+    ]
+    return ", ".join(parts)
+
+
 def pinned_run(module: Any, config: Any, threads: int = 1) -> Any:
     """``module.run(config)`` with BLAS pinned to ``threads`` (threadpoolctl), as every figure run is.
 

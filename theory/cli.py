@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from typing import NoReturn
 
 from theory import runner
 from theory.runner import FigureInputError
@@ -143,11 +144,17 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is the one line ``prog: error: message`` (exit 2) without the usage block,
+    like every other input error of this command (module docstring); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``python -m theory`` (subcommands figures, list)."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="refreg's theory figures and result tables"
-    )
+    parser = _OneLineParser(prog=PROG, description="refreg's theory figures and result tables")
     sub = parser.add_subparsers(dest="command", required=True)
     fig = sub.add_parser("figures", help="regenerate theory figures, result tables and summary.md")
     fig.add_argument(

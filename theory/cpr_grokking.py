@@ -143,7 +143,7 @@ def run(config: Run) -> dict:
 
 
 def _train(config: Run) -> dict:
-    from theory.grokking_transformer import environment
+    from theory._common import environment
 
     start = time.process_time()
     ds = data.modular_addition(config.p, config.train_fraction, rng=config.seed)

@@ -31,8 +31,6 @@ Every run pins its BLAS to ``blas_threads`` threads (threadpoolctl) and records 
 from __future__ import annotations
 
 import math
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +41,7 @@ from refreg.cpr import adam_cpr
 from refreg.data import minibatches
 from refreg.nn import Transformer, accuracy, softmax_cross_entropy
 from refreg.optim import adam
-from theory._common import run_sequential, write_outputs
+from theory._common import environment, run_sequential, write_outputs
 from theory._grokking import (
     DELAY_KEYS,
     censored_delay,
@@ -192,34 +190,6 @@ def task(p: int, train_fraction: float, rng: np.random.Generator):
 def release_stds(net: Transformer, p: int) -> dict[str, float]:
     """The release's ``init_params``: normal(0, 1/p) for a matrix with ``p in shape`` (none when V = p + 1)."""
     return {k: 1.0 / math.sqrt(p) for k, s in net.param_shapes().items() if len(s) >= 2 and p in s}
-
-
-def environment() -> dict:
-    """Library versions, BLAS libraries and their thread counts (inside the run's limit) and the CPU model."""
-    import sys
-
-    import threadpoolctl
-
-    import refreg
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "refreg": refreg.__version__,
-        "threadpoolctl": threadpoolctl.__version__,
-        "blas": [
-            {k: info.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer")}
-            for info in threadpoolctl.threadpool_info()
-        ],
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-    }
 
 
 def run(config: Run) -> dict:

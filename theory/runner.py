@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from pathlib import Path
 from typing import Any
 
-from theory._common import pinned_run
+from theory._common import describe_environment, environment, pinned_run
 
 __all__ = [
     "MAX_SEEDS",
@@ -126,7 +126,9 @@ def timed_run(module_name: str, config: Any) -> dict:
     module = importlib.import_module(module_name)
     start = time.perf_counter()
     result = pinned_run(module, config)
-    return {"result": result, "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    # where it ran: versions, CPU, and the BLAS threads inside the run's pin (summary.md lists them)
+    return {"result": result, "seconds": seconds, "environment": environment(blas_threads=1)}
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -313,8 +315,16 @@ def run_figures(
             "seconds": time.perf_counter() - start,
             "run_seconds": run_seconds,
         }
+        recorded = [r.get("environment") for r in p["results"]]
+        environments = _distinct([e for e in recorded if e is not None])
         _write_json_atomic(
-            outdir / f"{name}.summary.json", {"rows": report["rows"], "preset": preset}
+            outdir / f"{name}.summary.json",
+            {
+                "rows": report["rows"],
+                "preset": preset,
+                "environments": environments,
+                "runs_without_environment": sum(e is None for e in recorded),
+            },
         )
         summaries[name] = summary
         if bars[name] is not None:
@@ -387,6 +397,7 @@ def write_summary(outdir: str | os.PathLike) -> Path:
             ]
             lines.append("| " + " | ".join(cells) + " |\n")
     lines.insert(2, f"Preset: {', '.join(sorted(p for p in presets if p))}.\n\n")
+    lines.insert(3, _environment_lines(outdir))
     target = outdir / "summary.md"
     outdir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=outdir, prefix=".summary.md", suffix=".tmp")
@@ -395,6 +406,36 @@ def write_summary(outdir: str | os.PathLike) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)
     return target
+
+
+def _distinct(items: list[Any]) -> list[Any]:
+    """``items`` without repeats (compared as JSON), in first-seen order."""
+    seen, out = set(), []
+    for item in items:
+        key = json.dumps(item, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _environment_lines(outdir: Path) -> str:
+    """summary.md's record of where the runs ran: each distinct environment with its figures."""
+    figures: dict[str, list[str]] = {}
+    missing = []
+    for name in available_figures():
+        path = outdir / f"{name}.summary.json"
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        for env in data.get("environments", []):
+            figures.setdefault(describe_environment(env), []).append(name)
+        if data.get("runs_without_environment", "all") != 0:
+            missing.append(f"{name} ({data.get('runs_without_environment', 'all')} runs)")
+    lines = [f"Ran on: {text} ({', '.join(names)}).\n" for text, names in figures.items()]
+    if missing:
+        lines.append(f"No environment recorded (cached before it was): {', '.join(missing)}.\n")
+    return "".join(lines) + ("\n" if lines else "")
 
 
 def local_executor(workers: int) -> Executor:
