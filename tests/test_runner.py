@@ -275,3 +275,19 @@ def test_cache_key_is_the_hash_of_the_whole_dataclass_config():
     assert key != runner.cache_key("fig", Other(0.1, 0), "code")  # and the class
     assert key != runner.cache_key("fig", Run(0.1, 0), "code2")  # and the code
     assert key != runner.cache_key("fig", {"lr": 0.1, "seed": 0}, "code")  # dicts still accepted
+
+
+def test_environments_differing_only_in_library_order_or_openmp_are_one():
+    numpy_blas = {"internal_api": "openblas", "version": "0.3.31", "num_threads": 1}
+    scipy_blas = {"internal_api": "openblas", "version": "0.3.30", "num_threads": 1}
+    omp = {"internal_api": "openmp", "version": None, "num_threads": 1}
+    base = {"python": "3.11.7", "numpy": "2.4.6", "cpu": "x", "cpu_count": 2}
+    envs = [
+        {**base, "blas": [numpy_blas, scipy_blas]},
+        {**base, "blas": [omp, scipy_blas, numpy_blas]},
+    ]
+    assert runner._distinct([runner._comparable(e) for e in envs]) == [
+        {**base, "blas": [scipy_blas, numpy_blas]}
+    ]
+    other = {**base, "blas": [{**numpy_blas, "num_threads": 2}]}
+    assert len(runner._distinct([runner._comparable(e) for e in [*envs, other]])) == 2

@@ -316,7 +316,7 @@ def run_figures(
             "run_seconds": run_seconds,
         }
         recorded = [r.get("environment") for r in p["results"]]
-        environments = _distinct([e for e in recorded if e is not None])
+        environments = _distinct([_comparable(e) for e in recorded if e is not None])
         _write_json_atomic(
             outdir / f"{name}.summary.json",
             {
@@ -406,6 +406,16 @@ def write_summary(outdir: str | os.PathLike) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)
     return target
+
+
+def _comparable(env: dict) -> dict:
+    """``env`` with its BLAS libraries in a fixed order and without OpenMP runtimes: threadpoolctl lists the
+    libraries in load order, and an OpenMP runtime (not a BLAS) is loaded in some workers and not others."""
+    blas = [b for b in env.get("blas", []) if b.get("internal_api") != "openmp"]
+    return {
+        **env,
+        "blas": sorted(blas, key=lambda b: (str(b.get("internal_api")), str(b.get("version")))),
+    }
 
 
 def _distinct(items: list[Any]) -> list[Any]:
