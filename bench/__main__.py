@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     cases = benchmarks.cases(args.quick)
     if args.only:
+        if args.out == str(
+            HERE
+        ):  # bench/results.md is the README's full table: a subset goes elsewhere
+            parser.error("--only needs --out DIR (the default folder holds the full run's table)")
         names = [name for name, _ in cases]
         unknown = sorted(set(args.only) - set(names))
         if unknown:

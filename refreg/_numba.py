@@ -41,8 +41,8 @@ def _module() -> Any:
 
 
 def enabled() -> bool:
-    """True when the kernels are switched on and numba imports."""
-    return bool(_STATE["enabled"] and _module())
+    """True when the kernels are switched on, numba imports and its JIT is on (``NUMBA_DISABLE_JIT`` unset)."""
+    return bool(_STATE["enabled"] and _module() and not _module().config.DISABLE_JIT)
 
 
 def version() -> str | None:
@@ -52,7 +52,9 @@ def version() -> str | None:
 
 def kernels(build: Callable[[Callable], dict[str, Any]]) -> dict[str, Any] | None:
     """``build(jit)``'s kernels, compiled once, or None when switched off or without numba."""
-    if not _STATE["enabled"]:
+    if (
+        not enabled()
+    ):  # with NUMBA_DISABLE_JIT the kernels would run as Python, and the vector sum cannot
         return None
     built = _BUILT.get(build)  # the common case first: this runs a few times per regularizer call
     if built is None:

@@ -66,3 +66,6 @@ def test_only_runs_the_named_benchmarks_and_rejects_unknown_names(monkeypatch, t
     with pytest.raises(SystemExit):
         cli.main(["--only", "w", "--out", str(tmp_path)])
     assert "unknown benchmark(s) ['w']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # never over the committed full table
+        cli.main(["--only", "y"])
+    assert "--only needs --out" in capsys.readouterr().err and ran == ["y", "z"]

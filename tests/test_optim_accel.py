@@ -111,7 +111,7 @@ def test_square_sum_is_bitwise_numpy_sum(x):
 
 def test_large_tensor_square_sum_crosses_many_leaves():
     rng = np.random.default_rng(3)
-    n = 3 * 131072 + 1001  # several leaves, one of odd size
+    n = 3 * 131072 + 1001  # 4,096 of NumPy's leaves: eight runs of 512
     p, g, m = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
     v = np.abs(rng.standard_normal(n)).astype(np.float32)
     c = AdamStepCoefficients(None, 0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
@@ -261,3 +261,50 @@ def test_square_sums_of_tensors_larger_than_one_compiled_node(monkeypatch, node)
         total = _accel.adam_step_square_sum_in_place(c, p, g, m, v)
         assert _bits(p) == _bits(expected)
         assert type(total) is dtype and _bits(total) == _bits(np.sum(expected * expected))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_sums_are_numpys_bits(dtype):
+    # which of two NaNs an addition keeps is NumPy's compiled code's choice: a NaN sum is taken by NumPy
+    rng = np.random.default_rng(7)
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    quiet = uint(0x7FC00000) if dtype == np.float32 else uint(0x7FF8000000000000)
+    sign = uint(1) << uint(8 * np.dtype(dtype).itemsize - 1)
+    c = AdamStepCoefficients(None, 0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
+    for trial in range(40):
+        n = int(rng.integers(200, 3000))
+        x = rng.standard_normal(n).astype(dtype)
+        bits = x.view(uint)
+        for k in rng.choice(n, size=int(rng.integers(1, 4)), replace=False):
+            bits[k] = (
+                quiet | uint(int(rng.integers(1, 200))) | (sign if rng.random() < 0.5 else uint(0))
+            )
+        assert _bits(_accel.square_sum(x)) == _bits(np.sum(x * x)), trial
+        g, m = np.zeros_like(x), np.zeros_like(x)
+        expected = adam_kernel(np, c, x, g, m, np.ones_like(x))[0]
+        total = _accel.adam_step_square_sum_in_place(c, x.copy(), g, m.copy(), np.ones_like(x))
+        assert _bits(total) == _bits(np.sum(expected * expected)), trial
+
+
+def test_the_vector_sum_refuses_arrays_that_are_not_contiguous():
+    from numba.core.errors import TypingError
+
+    from refreg._backend import pairwise_leaves
+    from refreg.optim import _loops
+
+    x = np.arange(1.0, 2001.0)
+    with pytest.raises(TypingError):
+        _loops.square_sum(x[::2], *pairwise_leaves(1000))  # it would have summed x[:1000]
+    assert not _accel.usable(x[::2])  # the public path never gets there
+
+
+def test_numba_disable_jit_turns_the_kernels_off(monkeypatch):
+    import numba
+
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    assert not _numba.enabled() and _accel._kernels() is None
+    x = np.ones(300, np.float32)
+    assert not _accel.usable(x, x)
+    from refreg.cpr._fused import square_sum
+
+    assert square_sum(x) == np.sum(x * x)  # the NumPy blocks (the intrinsic cannot run as Python)

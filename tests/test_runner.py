@@ -277,6 +277,32 @@ def test_cache_key_is_the_hash_of_the_whole_dataclass_config():
     assert key != runner.cache_key("fig", {"lr": 0.1, "seed": 0}, "code")  # dicts still accepted
 
 
+def test_a_run_that_sets_its_own_blas_threads_is_recorded_with_them():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Run:
+        blas_threads: int
+
+    import types
+
+    sys.modules["fake_threads_module"] = types.ModuleType("fake_threads_module")
+    sys.modules["fake_threads_module"].run = lambda config: None
+    try:
+        one = runner.timed_run("fake_threads_module", Run(1))["environment"]
+        two = runner.timed_run("fake_threads_module", Run(2))["environment"]
+        plain = runner.timed_run("fake_threads_module", {"blas_threads": 2})["environment"]
+    finally:
+        del sys.modules["fake_threads_module"]
+    blas = [b for b in one["blas"] if b.get("internal_api") != "openmp"]
+    if not blas:
+        pytest.skip("no BLAS library reported by threadpoolctl")
+    assert {b["num_threads"] for b in one["blas"]} == {1}
+    assert (
+        {b["num_threads"] for b in two["blas"]} == {2} == {b["num_threads"] for b in plain["blas"]}
+    )
+
+
 def test_environments_differing_only_in_library_order_or_openmp_are_one():
     numpy_blas = {"internal_api": "openblas", "version": "0.3.31", "num_threads": 1}
     scipy_blas = {"internal_api": "openblas", "version": "0.3.30", "num_threads": 1}

@@ -127,8 +127,13 @@ def timed_run(module_name: str, config: Any) -> dict:
     start = time.perf_counter()
     result = pinned_run(module, config)
     seconds = time.perf_counter() - start
-    # where it ran: versions, CPU, and the BLAS threads inside the run's pin (summary.md lists them)
-    return {"result": result, "seconds": seconds, "environment": environment(blas_threads=1)}
+    # where it ran: versions, CPU, and the BLAS threads the run used (summary.md lists them): the runner's pin
+    # of 1, or the count a run sets itself (the thread-check reruns: ``blas_threads`` in their config)
+    if isinstance(config, dict):
+        threads = config.get("blas_threads", 1)
+    else:
+        threads = getattr(config, "blas_threads", 1)
+    return {"result": result, "seconds": seconds, "environment": environment(blas_threads=threads)}
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -439,7 +444,9 @@ def _environment_lines(outdir: Path) -> str:
             continue
         data = json.loads(path.read_text())
         for env in data.get("environments", []):
-            figures.setdefault(describe_environment(env), []).append(name)
+            names = figures.setdefault(describe_environment(env), [])
+            if name not in names:  # environments the one line does not tell apart
+                names.append(name)
         if data.get("runs_without_environment", "all") != 0:
             missing.append(f"{name} ({data.get('runs_without_environment', 'all')} runs)")
     lines = [f"Ran on: {text} ({', '.join(names)}).\n" for text, names in figures.items()]

@@ -14,14 +14,15 @@ installed (:mod:`refreg._numba`) it is one loop that reads θ, g, m, v and write
   bit for bit, and :func:`square_sum` (R alone). NumPy sums a float array pairwise down to leaves of at most
   128 elements, each with eight running accumulators (:func:`refreg._backend.pairwise_leaves`); the kernel
   steps a run of 512 leaves (about 50K elements), sums them from L2 with the same eight accumulators as LLVM
-  vector adds, four leaves at once (:mod:`refreg.optim._pairwise_sum`), and adds the leaves' sums up NumPy's
+  vector adds, four leaves at once (:mod:`refreg.optim._loops`), and adds the leaves' sums up NumPy's
   tree. (Eight scalar accumulators in a numba loop are not vectorised by LLVM: 4.9 ms on 12M float32 elements
   where NumPy's multiply and sum took 4.6; one vector chain per leaf waits on each add's latency and was no
   faster than NumPy. Measured gain in docs/performance.md.)
 
-The compiled loops are module-level functions of two numba-only modules, :mod:`refreg.optim._adam_loops`
-and :mod:`refreg.optim._pairwise_sum`, so that numba's disk cache serves them in every process
-(``tests/test_numba_cache.py``); this module holds the Python side and is importable without numba.
+The compiled loops are module-level functions of one numba-only module, :mod:`refreg.optim._loops`, so that
+numba's disk cache serves them in every process and invalidates them together (``tests/test_numba_cache.py``);
+this module holds the Python side and is importable without numba. A sum that comes out NaN is taken again by
+NumPy: which of two NaNs an addition keeps depends on NumPy's compiled code, so only NumPy gives its bits.
 
 ``tests/test_optim_accel.py`` checks them against the NumPy kernels bit for bit on hypothesis-drawn arrays with
 zeros, ``-0.0``, subnormals, infinities and extreme values, for float32 and float64, Adam and AdamW, both
@@ -140,7 +141,9 @@ def adam_step_square_sum_in_place(c: AdamStepCoefficients, p: Any, g: Any, m: An
         views = (a[start:stop] for a in flat)
         return p.dtype.type(kernel(*views, *pairwise_leaves(stop - start), *scalars))
 
-    return _over_nodes(node, p.size)
+    total = _over_nodes(node, p.size)
+    # a NaN sum: NumPy's own, bit for bit (which NaN an add keeps is NumPy's compiled code's choice)
+    return np.sum(p * p) if np.isnan(total) else total
 
 
 def square_sum(x: Any) -> Any:
@@ -154,11 +157,12 @@ def square_sum(x: Any) -> Any:
     def node(start: int, stop: int) -> Any:
         return x.dtype.type(kernel(flat[start:stop], *pairwise_leaves(stop - start)))
 
-    return _over_nodes(node, x.size)
+    total = _over_nodes(node, x.size)
+    return np.sum(x * x) if np.isnan(total) else total  # a NaN sum: NumPy's bits (as above)
 
 
 # The largest node of NumPy's tree that one compiled call sums (2^22 elements). Above it the tree is walked in
-# Python (pairwise_blocks): the leaf tables stay below ~33K leaves (~400 KB) and take ~20 ms to build once per
+# Python (pairwise_blocks): a leaf table stays below ~33K leaves (~330 KB) and takes 14–20 ms to build once per
 # node size, however large the tensor; a 10^9-element tensor's own table would hold 8M leaves.
 NODE = 1 << 22
 
@@ -175,15 +179,13 @@ def _kernels() -> dict[str, Any] | None:
 
 
 def _build(jit: Any) -> dict[str, Any]:
-    # the kernels are module-level functions of numba-only modules, not closures made here: numba keys a
-    # cached function on the pickled values of its closure, and a kernel in a closure pickles with an
-    # identifier drawn anew in every process, so closures calling closures were recompiled in every process
-    # (0.3–1.5 s each) and added an entry to the disk cache each time
-    from refreg.optim import _adam_loops, _pairwise_sum
+    # the loops are module-level functions of one numba-only module, not closures made here, so that numba's
+    # disk cache serves them in every process and invalidates them together (refreg.optim._loops)
+    from refreg.optim import _loops
 
     return {
-        "adam": _adam_loops.adam,
-        "adam_out": _adam_loops.adam_out,
-        "adam_square_sum": _adam_loops.adam_square_sum,
-        "square_sum": _pairwise_sum.square_sum,
+        "adam": _loops.adam,
+        "adam_out": _loops.adam_out,
+        "adam_square_sum": _loops.adam_square_sum,
+        "square_sum": _loops.square_sum,
     }

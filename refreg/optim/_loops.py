@@ -1,14 +1,21 @@
-"""NumPy's pairwise sum of squares, compiled: CPR's R = Σθ² for :mod:`refreg.optim._accel` (numba only).
+"""The optimizers' compiled loops (numba only): Adam's step, and NumPy's pairwise sum of squares for CPR's R.
 
-NumPy sums a float array pairwise down to leaves of at most 128 elements, each with eight running
-accumulators; :func:`refreg._backend.pairwise_leaves` gives that tree as data. :func:`leaf_sums` sums the leaves
-with the same eight accumulators as LLVM vector adds, four leaves at once (:func:`interleaved_square_lanes`),
-and :func:`tree_total` adds the leaf sums up the tree: ``np.sum(x * x)`` bit for bit.
+The Python side, the rules these loops follow and the tests are in :mod:`refreg.optim._accel`; this module is
+imported only when numba is installed.
 
-Imported only when numba is installed. The functions are module-level names, not closures like the other
-kernels: numba keys a function's disk cache on the pickled values of its closure, and an intrinsic pickles
-with an identifier drawn anew in every process, so kernels holding one in a closure were recompiled in every
-process (1.1–1.5 s) and each time added another entry to the cache.
+- :func:`adam`, :func:`adam_out`: ``kernels.adam_kernel`` on every element, in place or into new arrays.
+- :func:`square_sum`, :func:`adam_square_sum`: ``np.sum(x * x)`` bit for bit (alone, or of θ_new within Adam's
+  pass). NumPy sums a float array pairwise down to leaves of at most 128 elements, each with eight running
+  accumulators; :func:`refreg._backend.pairwise_leaves` gives that tree as data. :func:`leaf_sums` sums the
+  leaves with the same eight accumulators as LLVM vector adds, four leaves at once
+  (:func:`interleaved_square_lanes`), and :func:`tree_total` adds the leaf sums up the tree.
+
+Why one module of module-level functions: numba keys a function's disk cache on the pickled values of its
+closure, and a compiled function or an intrinsic pickles with an identifier drawn anew in every process, so
+kernels that held others in a closure were recompiled in every process (0.3–1.5 s each) and added an entry to
+the cache each time. And numba decides that a cached function is stale from its own source file only: a
+kernel calling a kernel of another file would keep running the old code after an edit there. One file keeps
+every caller and callee invalidated together.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from numba.extending import intrinsic
 
 from refreg._numba import JIT_OPTIONS
 
-__all__ = ["interleaved_square_lanes", "leaf_sums", "square_sum", "tree_total"]
+__all__ = ["adam", "adam_out", "adam_square_sum", "square_sum"]
 
 _jit = njit(**JIT_OPTIONS)
 
@@ -31,13 +38,18 @@ def interleaved_square_lanes(typingctx, x, s0, s1, s2, s3, e0, e1, e2, e3):
     """The eight lane sums of NumPy's pairwise leaf for four leaves at once.
 
     ``interleaved_square_lanes(x, s0, s1, s2, s3, e0, e1, e2, e3)`` returns 32 values, leaf-major: for leaf i,
-    lane j is
-    ``x[s_i + j]² + x[s_i + j + 8]² + …`` up to ``e_i`` (``e_i − s_i`` a multiple of 8, at least 8), added in
+    lane j is ``x[s_i + j]² + x[s_i + j + 8]² + …`` up to ``e_i`` (``e_i − s_i`` a multiple of 8, at least 8), added in
     that order, as NumPy's eight accumulators add them. Written as LLVM vector operations because LLVM does not
     vectorise eight scalar accumulators (measured: 0.4 ns per element, slower than NumPy's own sum); the four
     leaves' chains are independent, so their adds overlap instead of each waiting on the last one's latency.
     No fast-math flags: every multiply and add is rounded as NumPy's.
+    ``x`` must be a C-contiguous 1-D array (the vector loads read consecutive memory); any other is a typing
+    error.
     """
+    if not isinstance(x, types.Array) or x.ndim != 1 or x.layout != "C":
+        return (
+            None  # no signature: numba reports a typing error instead of reading the wrong memory
+        )
     dtype = x.dtype
     signature = types.UniTuple(dtype, 32)(x, s0, s1, s2, s3, e0, e1, e2, e3)
 
@@ -160,4 +172,49 @@ def tree_total(sums, ops):  # pragma: no cover (compiled)
 def square_sum(x, bounds, ops):  # pragma: no cover (compiled)
     sums = np.empty(bounds.size - 1, x.dtype)
     leaf_sums(x, bounds, 0, sums.size, sums)
+    return tree_total(sums, ops)
+
+
+@_jit
+def element(pk, gk, mk, vk, scalars):  # pragma: no cover (compiled; inlined by LLVM into the loops)
+    # kernels.adam_kernel on one element; the flags are loop invariants that LLVM unswitches
+    has_decay, decay, has_l2, l2, low, w, one_minus_beta2, beta2, bc2, eps, neg_step = scalars
+    if has_decay:
+        pk = pk * decay
+    if has_l2:
+        gk = gk + pk * l2
+    if low:
+        mk = mk + (gk - mk) * w
+    else:
+        mk = gk - (gk - mk) * w
+    vk = vk * beta2 + (gk * one_minus_beta2) * gk
+    denom = np.sqrt(vk) / bc2 + eps
+    return pk + (mk * neg_step) / denom, mk, vk
+
+
+@_jit
+def adam(p, g, m, v, start, stop, *scalars):  # pragma: no cover (compiled)
+    # in place on [start, stop). Views indexed from 0: with k in range(start, stop) numba cannot prove
+    # k >= 0, keeps its negative-index wraparound in the loop, and LLVM does not vectorise it
+    p, g, m, v = p[start:stop], g[start:stop], m[start:stop], v[start:stop]
+    for k in range(p.size):
+        new, m[k], v[k] = element(p[k], g[k], m[k], v[k], scalars)
+        p[k] = new
+
+
+@_jit
+def adam_out(p, g, m, v, op, om, ov, *scalars):  # pragma: no cover (compiled)
+    # into new arrays: the outputs overlap no input, so LLVM's run-time overlap check passes
+    for k in range(p.size):
+        op[k], om[k], ov[k] = element(p[k], g[k], m[k], v[k], scalars)
+
+
+@_jit
+def adam_square_sum(p, g, m, v, bounds, ops, *scalars):  # pragma: no cover (compiled)
+    # the step over runs of 512 leaves (about 50K elements, in L2 for their sums), then their sums
+    sums = np.empty(bounds.size - 1, p.dtype)
+    for first in range(0, sums.size, 512):
+        last = min(first + 512, sums.size)
+        adam(p, g, m, v, bounds[first], bounds[last], *scalars)
+        leaf_sums(p, bounds, first, last, sums)
     return tree_total(sums, ops)
