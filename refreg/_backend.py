@@ -8,7 +8,6 @@ run and a CuPy run with the same seed start from identical numbers.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -29,8 +28,6 @@ __all__ = [
     "is_array",
     "namespace_of_params",
     "on_device_of",
-    "pairwise_blocks",
-    "pairwise_leaves",
     "to_numpy",
     "zero_d_array",
 ]
@@ -350,68 +347,6 @@ def all_finite(x: Any, *, nonnegative: bool = False) -> bool:
     if nonnegative:
         ok = ok & xp.all(x >= 0)
     return bool(ok)
-
-
-def pairwise_blocks(reduce_block: Any, size: int, block: int | None = None) -> Any:
-    """``Σ`` of per-block partial sums added in the order of NumPy's pairwise summation (NumPy only).
-
-    NumPy sums a contiguous float array of n > 128 elements as ``sum(x[:h]) + sum(x[h:])`` with
-    ``h = n//2 − (n//2) % 8``, recursively. Splitting the same way down to leaves of at most ``block``
-    elements, calling ``reduce_block(start, stop)`` on each leaf in order (it must return ``np.sum`` of the
-    leaf's values, e.g. of ``θ²`` computed into a scratch block) and adding the results up the same tree gives
-    exactly ``np.sum`` of the whole array, bit for bit, without an array of the whole size
-    (``tests/test_speed_paths.py`` checks it against ``np.sum``).
-    """
-    # a leaf must be a node of NumPy's tree: nodes of <= 128 elements are summed without splitting
-    block = max(FUSED_BLOCK if block is None else block, 128)
-
-    def tree(start: int, stop: int) -> Any:
-        n = stop - start
-        if n <= block:
-            return reduce_block(start, stop)
-        half = n // 2
-        half -= half % 8
-        return tree(start, start + half) + tree(start + half, stop)
-
-    return tree(0, size)
-
-
-# NumPy sums a node of at most this many elements without splitting it (numpy/_core/src/umath: PW_BLOCKSIZE)
-PAIRWISE_LEAF = 128
-
-
-@functools.cache
-def pairwise_leaves(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """NumPy's pairwise summation tree of ``size`` elements, as data: ``(bounds, ops)`` (NumPy only).
-
-    The tree of :func:`pairwise_blocks` split all the way down to NumPy's own leaves, nodes of at most 128
-    elements that NumPy sums with eight running accumulators. ``bounds`` (int64, ``n_leaves + 1``) are the
-    leaves' first indices and the end; ``ops`` (int8) is the tree in postfix order, 0 = the next leaf's sum,
-    1 = add the two sums on top of the stack. A compiled kernel that sums each leaf as NumPy does and then runs
-    ``ops`` gets ``np.sum`` bit for bit (:mod:`refreg.optim._accel`, which asks for nodes of at most 2^22
-    elements: ~33K leaves, ~330 KB, built in 14–20 ms). Cached per size without a limit (a bounded cache
-    rebuilt every table on every step for a model with more sizes than it held; the tables take ~2.5 % of
-    the bytes of a float32 tensor of their size); the arrays are read-only.
-    """
-    bounds, ops = [0], []
-    pending = [(0, size)]  # nodes still to visit, depth first, left child first; None marks an add
-    while pending:
-        node = pending.pop()
-        if node is None:
-            ops.append(1)
-            continue
-        start, n = node
-        if n <= PAIRWISE_LEAF:
-            bounds.append(start + n)
-            ops.append(0)
-            continue
-        half = n // 2
-        half -= half % 8
-        pending += [None, (start + half, n - half), (start, half)]
-    leaves = np.array(bounds, dtype=np.int64), np.array(ops, dtype=np.int8)
-    for a in leaves:
-        a.flags.writeable = False
-    return leaves
 
 
 def host_namespace(xp: Any) -> Any:

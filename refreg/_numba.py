@@ -52,13 +52,10 @@ def version() -> str | None:
 
 def kernels(build: Callable[[Callable], dict[str, Any]]) -> dict[str, Any] | None:
     """``build(jit)``'s kernels, compiled once, or None when switched off or without numba."""
-    if (
-        not enabled()
-    ):  # with NUMBA_DISABLE_JIT the kernels would run as Python, and the vector sum cannot
+    # off also under NUMBA_DISABLE_JIT: the kernels would run as Python, which the vector sum cannot
+    if not enabled():
         return None
-    built = _BUILT.get(build)  # the common case first: this runs a few times per regularizer call
+    built = _BUILT.get(build)
     if built is None:
-        if not _module():
-            return None
         built = _BUILT[build] = build(_module().njit(**JIT_OPTIONS))
     return built

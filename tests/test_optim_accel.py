@@ -289,7 +289,7 @@ def test_nan_sums_are_numpys_bits(dtype):
 def test_the_vector_sum_refuses_arrays_that_are_not_contiguous():
     from numba.core.errors import TypingError
 
-    from refreg._backend import pairwise_leaves
+    from refreg._pairwise import pairwise_leaves
     from refreg.optim import _loops
 
     x = np.arange(1.0, 2001.0)

@@ -119,7 +119,7 @@ def test_square_sum_is_numpy_pairwise_sum_bitwise(n, block, dtype):
 @given(st.integers(1, 20000), st.sampled_from(["float32", "float64"]))
 def test_pairwise_leaves_is_numpys_summation_tree(n, dtype):
     # NumPy's own sums of the leaves, added in the program's postfix order, must be np.sum bit for bit
-    from refreg._backend import PAIRWISE_LEAF, pairwise_leaves
+    from refreg._pairwise import PAIRWISE_LEAF, pairwise_leaves
 
     x = (np.random.default_rng(n).standard_normal(n) * 10).astype(dtype)
     bounds, ops = pairwise_leaves(n)

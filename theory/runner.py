@@ -389,11 +389,12 @@ def write_summary(outdir: str | os.PathLike) -> Path:
         SUMMARY_HEADER,
     ]
     presets = set()
+    summaries = {}
     for name in available_figures():
         path = outdir / f"{name}.summary.json"
         if not path.is_file():
             continue
-        data = json.loads(path.read_text())
+        data = summaries[name] = json.loads(path.read_text())
         presets.add(data.get("preset"))
         for row in data["rows"]:
             cells = [
@@ -402,7 +403,7 @@ def write_summary(outdir: str | os.PathLike) -> Path:
             ]
             lines.append("| " + " | ".join(cells) + " |\n")
     lines.insert(2, f"Preset: {', '.join(sorted(p for p in presets if p))}.\n\n")
-    lines.insert(3, _environment_lines(outdir))
+    lines.insert(3, _environment_lines(summaries))
     target = outdir / "summary.md"
     outdir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=outdir, prefix=".summary.md", suffix=".tmp")
@@ -434,15 +435,11 @@ def _distinct(items: list[Any]) -> list[Any]:
     return out
 
 
-def _environment_lines(outdir: Path) -> str:
+def _environment_lines(summaries: dict[str, dict]) -> str:
     """summary.md's record of where the runs ran: each distinct environment with its figures."""
     figures: dict[str, list[str]] = {}
     missing = []
-    for name in available_figures():
-        path = outdir / f"{name}.summary.json"
-        if not path.is_file():
-            continue
-        data = json.loads(path.read_text())
+    for name, data in summaries.items():
         for env in data.get("environments", []):
             names = figures.setdefault(describe_environment(env), [])
             if name not in names:  # environments the one line does not tell apart

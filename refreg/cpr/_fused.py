@@ -5,7 +5,7 @@ of θ (a 48 MB array with fresh pages for a 12M-parameter tensor) and reads it a
 ``θ·(1 − 2λ)`` as another new array. Here, on NumPy:
 
 - :func:`square_sum` forms θ² block by block in a scratch block and adds the blocks' sums in NumPy's pairwise
-  order (:func:`refreg._backend.pairwise_blocks`), so it is ``np.sum(θ·θ)`` bit for bit (with numba, one
+  order (:func:`refreg._pairwise.pairwise_blocks`), so it is ``np.sum(θ·θ)`` bit for bit (with numba, one
   compiled pass: :func:`refreg.optim._accel.square_sum`); with Adam as the base
   and ``donate=True`` the same sums come out of Adam's fused pass while the new θ is in cache
   (:func:`refreg.optim._fused.adam_into`), saving the read of θ as well;
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from refreg import _backend
-from refreg._backend import pairwise_blocks
+from refreg._pairwise import pairwise_blocks
 from refreg.optim import _accel
 
 __all__ = [

@@ -12,7 +12,7 @@ installed (:mod:`refreg._numba`) it is one loop that reads θ, g, m, v and write
   LLVM from vectorising the loop), without fast-math and so without fused multiply-adds;
 - :func:`adam_step_square_sum_in_place`: the same step, also returning CPR's ``R = Σθ_new²`` as ``np.sum(θ·θ)``
   bit for bit, and :func:`square_sum` (R alone). NumPy sums a float array pairwise down to leaves of at most
-  128 elements, each with eight running accumulators (:func:`refreg._backend.pairwise_leaves`); the kernel
+  128 elements, each with eight running accumulators (:func:`refreg._pairwise.pairwise_leaves`); the kernel
   steps a run of 512 leaves (about 50K elements), sums them from L2 with the same eight accumulators as LLVM
   vector adds, four leaves at once (:mod:`refreg.optim._loops`), and adds the leaves' sums up NumPy's
   tree. (Eight scalar accumulators in a numba loop are not vectorised by LLVM: 4.9 ms on 12M float32 elements
@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from refreg import _numba
-from refreg._backend import HOST_FLOATS, pairwise_blocks, pairwise_leaves
+from refreg._backend import HOST_FLOATS
+from refreg._pairwise import pairwise_blocks, pairwise_leaves
 from refreg.optim.kernels import AdamStepCoefficients
 
 __all__ = [
@@ -79,11 +80,8 @@ def _scalars(c: AdamStepCoefficients, dtype: Any) -> tuple:
     if last is not None and last[0] is c and last[1] == dtype:
         return last[2]
     out = _cast_scalars(c, dtype)
-    _LAST_SCALARS[0] = (
-        c,
-        dtype,
-        out,
-    )  # one assignment: a concurrent reader sees the old or the new entry
+    # one assignment: a concurrent reader sees the old or the new entry, never half of one
+    _LAST_SCALARS[0] = (c, dtype, out)
     return out
 
 
@@ -130,7 +128,7 @@ def adam_step_square_sum_in_place(c: AdamStepCoefficients, p: Any, g: Any, m: An
     """:func:`adam_step_in_place`, returning ``np.sum(p * p)`` of the new θ bit for bit (a NumPy scalar).
 
     One compiled pass per node of NumPy's pairwise tree of at most :data:`NODE` elements (the whole tensor
-    up to that size): the step runs over a run of the node's leaves (:func:`refreg._backend.pairwise_leaves`)
+    up to that size): the step runs over a run of the node's leaves (:func:`refreg._pairwise.pairwise_leaves`)
     while their sums of squares are taken from cache, then the sums are added up NumPy's tree.
     """
     flat = [a.reshape(-1) for a in (p, g, m, v)]
@@ -141,9 +139,7 @@ def adam_step_square_sum_in_place(c: AdamStepCoefficients, p: Any, g: Any, m: An
         views = (a[start:stop] for a in flat)
         return p.dtype.type(kernel(*views, *pairwise_leaves(stop - start), *scalars))
 
-    total = _over_nodes(node, p.size)
-    # a NaN sum: NumPy's own, bit for bit (which NaN an add keeps is NumPy's compiled code's choice)
-    return np.sum(p * p) if np.isnan(total) else total
+    return _sum_over_nodes(node, p)
 
 
 def square_sum(x: Any) -> Any:
@@ -157,8 +153,7 @@ def square_sum(x: Any) -> Any:
     def node(start: int, stop: int) -> Any:
         return x.dtype.type(kernel(flat[start:stop], *pairwise_leaves(stop - start)))
 
-    total = _over_nodes(node, x.size)
-    return np.sum(x * x) if np.isnan(total) else total  # a NaN sum: NumPy's bits (as above)
+    return _sum_over_nodes(node, x)
 
 
 # The largest node of NumPy's tree that one compiled call sums (2^22 elements). Above it the tree is walked in
@@ -167,11 +162,12 @@ def square_sum(x: Any) -> Any:
 NODE = 1 << 22
 
 
-def _over_nodes(node: Any, size: int) -> Any:
-    """``node(start, stop)``'s sums (NumPy scalars, so that they add in the arrays' dtype) up NumPy's tree."""
-    if size <= NODE:
-        return node(0, size)
-    return pairwise_blocks(node, size, NODE)
+def _sum_over_nodes(node: Any, x: Any) -> Any:
+    """``np.sum(x * x)`` from ``node(start, stop)``'s sums (NumPy scalars, so that they add in x's dtype) added up
+    NumPy's tree. A NaN total is NumPy's own sum: which of two NaNs an addition keeps is NumPy's compiled
+    code's choice, so only NumPy reproduces its bits (rare: R is then an error for CPR)."""
+    total = node(0, x.size) if x.size <= NODE else pairwise_blocks(node, x.size, NODE)
+    return np.sum(x * x) if np.isnan(total) else total
 
 
 def _kernels() -> dict[str, Any] | None:

@@ -36,7 +36,8 @@ except ImportError:  # NumPy 1.26
     from numpy import byte_bounds
 
 from refreg import _backend
-from refreg._backend import blockwise_into, pairwise_blocks
+from refreg._backend import blockwise_into
+from refreg._pairwise import pairwise_blocks
 from refreg.optim import _accel
 from refreg.optim.kernels import AdamStepCoefficients
 
@@ -270,7 +271,7 @@ def adam_into(
     """The fused Adam step of one tensor into ``op, om, ov`` (block by block).
 
     ``square_sum=True`` also returns ``np.sum(op * op)`` of the new parameters, bit for bit, from the blocks
-    while they are in cache (:func:`refreg._backend.pairwise_blocks`): CPR's R(θ) without another pass.
+    while they are in cache (:func:`refreg._pairwise.pairwise_blocks`): CPR's R(θ) without another pass.
     In place (outputs ``p, m, v``) with numba installed, the step is :mod:`refreg.optim._accel`'s one loop.
     """
 

@@ -6,7 +6,7 @@ imported only when numba is installed.
 - :func:`adam`, :func:`adam_out`: ``kernels.adam_kernel`` on every element, in place or into new arrays.
 - :func:`square_sum`, :func:`adam_square_sum`: ``np.sum(x * x)`` bit for bit (alone, or of θ_new within Adam's
   pass). NumPy sums a float array pairwise down to leaves of at most 128 elements, each with eight running
-  accumulators; :func:`refreg._backend.pairwise_leaves` gives that tree as data. :func:`leaf_sums` sums the
+  accumulators; :func:`refreg._pairwise.pairwise_leaves` gives that tree as data. :func:`leaf_sums` sums the
   leaves with the same eight accumulators as LLVM vector adds, four leaves at once
   (:func:`interleaved_square_lanes`), and :func:`tree_total` adds the leaf sums up the tree.
 
