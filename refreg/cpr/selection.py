@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from refreg._validation import check_step
+from refreg._validation import MAX_STEP, check_step
 
 
 def default_regularize(name: str, theta: Any) -> bool:
@@ -105,7 +105,8 @@ def check_state(
             f"got {sorted(names)}"
         )
     for k, t in state.step.items():
-        check_step(f"state.step[{k!r}]", t)
+        if not (type(t) is int and 0 <= t <= MAX_STEP):  # the usual case without formatting a name
+            check_step(f"state.step[{k!r}]", t)
     for k, flag in state.kappa_set.items():
         if not isinstance(flag, (bool, np.bool_)):
             raise ValueError(f"state.kappa_set[{k!r}] must be a bool, got {flag!r:.40}")
@@ -119,6 +120,8 @@ def check_state(
         ("prev_growth", -math.inf),
     ):
         for k, v in getattr(state, field).items():
+            if type(v) is float and math.isfinite(v) and v >= low:
+                continue  # the usual case (what update writes), accepted without formatting a name
             where = f"state.{field}[{k!r}]"
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.floating)):
                 raise ValueError(f"{where} must be a float, got {type(v).__name__} {v!r:.40}")
