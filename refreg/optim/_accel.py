@@ -14,10 +14,10 @@ installed (:mod:`refreg._numba`) it is one loop that reads θ, g, m, v and write
   bit for bit, and :func:`square_sum` (R alone). NumPy sums a float array pairwise down to leaves of at most
   128 elements, each with eight running accumulators (:func:`refreg._pairwise.pairwise_leaves`); the kernel
   steps a run of 512 leaves (about 50K elements), sums them from L2 with the same eight accumulators as LLVM
-  vector adds, four leaves at once (:mod:`refreg.optim._loops`), and adds the leaves' sums up NumPy's
+  vector adds, one leaf at a time (:mod:`refreg.optim._loops`), and adds the leaves' sums up NumPy's
   tree. (Eight scalar accumulators in a numba loop are not vectorised by LLVM: 4.9 ms on 12M float32 elements
-  where NumPy's multiply and sum took 4.6; one vector chain per leaf waits on each add's latency and was no
-  faster than NumPy. Measured gain in docs/performance.md.)
+  where NumPy's multiply and sum took 4.6. Four leaves summed side by side were as fast from cache and 2–3.5×
+  slower from memory than one leaf at a time. Measured gains in docs/performance.md.)
 
 The compiled loops are module-level functions of one numba-only module, :mod:`refreg.optim._loops`, so that
 numba's disk cache serves them in every process and invalidates them together (``tests/test_numba_cache.py``);

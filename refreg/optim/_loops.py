@@ -7,8 +7,8 @@ imported only when numba is installed.
 - :func:`square_sum`, :func:`adam_square_sum`: ``np.sum(x * x)`` bit for bit (alone, or of θ_new within Adam's
   pass). NumPy sums a float array pairwise down to leaves of at most 128 elements, each with eight running
   accumulators; :func:`refreg._pairwise.pairwise_leaves` gives that tree as data. :func:`leaf_sums` sums the
-  leaves with the same eight accumulators as LLVM vector adds, four leaves at once
-  (:func:`interleaved_square_lanes`), and :func:`tree_total` adds the leaf sums up the tree.
+  leaves with the same eight accumulators as LLVM vector adds, one leaf at a time
+  (:func:`combined_square_lanes`), and :func:`tree_total` adds the leaf sums up the tree.
 
 Why one module of module-level functions: numba keys a function's disk cache on the pickled values of its
 closure, and a compiled function or an intrinsic pickles with an identifier drawn anew in every process, so
@@ -34,24 +34,26 @@ _jit = njit(**JIT_OPTIONS)
 
 
 @intrinsic
-def interleaved_square_lanes(typingctx, x, s0, s1, s2, s3, e0, e1, e2, e3):
-    """The eight lane sums of NumPy's pairwise leaf for four leaves at once.
+def combined_square_lanes(typingctx, x, start, stop):
+    """One NumPy pairwise leaf's sum of squares without its last ``n % 8`` elements.
 
-    ``interleaved_square_lanes(x, s0, s1, s2, s3, e0, e1, e2, e3)`` returns 32 values, leaf-major: for leaf i,
-    lane j is ``x[s_i + j]² + x[s_i + j + 8]² + …`` up to ``e_i`` (``e_i − s_i`` a multiple of 8, at least 8), added in
-    that order, as NumPy's eight accumulators add them. Written as LLVM vector operations because LLVM does not
-    vectorise eight scalar accumulators (measured: 0.4 ns per element, slower than NumPy's own sum); the four
-    leaves' chains are independent, so their adds overlap instead of each waiting on the last one's latency.
-    No fast-math flags: every multiply and add is rounded as NumPy's.
-    ``x`` must be a C-contiguous 1-D array (the vector loads read consecutive memory); any other is a typing
-    error.
+    ``combined_square_lanes(x, start, stop)`` is ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))`` of the
+    eight lane sums ``r_j = x[start + j]² + x[start + j + 8]² + …`` up to ``stop`` (``stop − start`` a multiple
+    of 8, at least 8), each added in that order, as NumPy's eight accumulators and its final combination add
+    them. Written as LLVM vector operations, one ``<8 x float>`` accumulator whose lanes are combined by
+    shuffles (the same additions, lane-wise), because LLVM does not vectorise eight scalar accumulators
+    (measured: 0.4 ns per element, slower than NumPy's own sum). No fast-math flags: every multiply and add is
+    rounded as NumPy's. One leaf at a time: the next leaf's chain is independent, so the processor overlaps
+    them; four leaves interleaved by hand were as fast from cache and 2–3.5× slower from memory (four streams;
+    docs/performance.md). ``x`` must be a C-contiguous 1-D array (the vector loads read consecutive memory);
+    any other is a typing error.
     """
     if not isinstance(x, types.Array) or x.ndim != 1 or x.layout != "C":
         return (
             None  # no signature: numba reports a typing error instead of reading the wrong memory
         )
     dtype = x.dtype
-    signature = types.UniTuple(dtype, 32)(x, s0, s1, s2, s3, e0, e1, e2, e3)
+    signature = dtype(x, start, stop)
 
     def codegen(context, builder, sig, args):
         data = context.make_array(sig.args[0])(context, builder, args[0]).data
@@ -62,44 +64,34 @@ def interleaved_square_lanes(typingctx, x, s0, s1, s2, s3, e0, e1, e2, e3):
             y = builder.load(pointer, align=dtype.bitwidth // 8)
             return builder.fmul(y, y)
 
-        starts, stops = args[1:5], args[5:9]
-        eight = ir.Constant(starts[0].type, 8)
-        accumulators = []
-        for start in starts:
-            accumulator = cgutils.alloca_once(builder, vector)
-            builder.store(square(start), accumulator)
-            accumulators.append(accumulator)
-        lengths = [builder.sub(stop, start) for start, stop in zip(starts, stops, strict=True)]
-        common = lengths[0]
-        for length in lengths[1:]:
-            common = builder.select(builder.icmp_signed("<", length, common), length, common)
-        # the four chains side by side over the length they share, then each one's rest
-        with cgutils.for_range_slice(builder, eight, common, eight, intp=eight.type) as (i, _):
-            for start, accumulator in zip(starts, accumulators, strict=True):
-                total = builder.fadd(builder.load(accumulator), square(builder.add(start, i)))
-                builder.store(total, accumulator)
-        for start, stop, accumulator in zip(starts, stops, accumulators, strict=True):
-            rest = builder.add(start, common)
-            with cgutils.for_range_slice(builder, rest, stop, eight, intp=eight.type) as (i, _):
-                builder.store(builder.fadd(builder.load(accumulator), square(i)), accumulator)
-        values = []
-        for accumulator in accumulators:
-            total = builder.load(accumulator)
-            values += [
-                builder.extract_element(total, ir.Constant(ir.IntType(32), j)) for j in range(8)
-            ]
-        return context.make_tuple(builder, sig.return_type, values)
+        def pairs(
+            value, lanes
+        ):  # (lane 0 + lane 1, lane 2 + lane 3, ...): one level of the combination
+            def pick(first):
+                mask = ir.VectorType(ir.IntType(32), lanes // 2)
+                indices = ir.Constant(mask, list(range(first, lanes, 2)))
+                return builder.shuffle_vector(value, ir.Constant(value.type, ir.Undefined), indices)
+
+            return builder.fadd(pick(0), pick(1))
+
+        start, stop = args[1], args[2]
+        eight = ir.Constant(start.type, 8)
+        accumulator = cgutils.alloca_once(builder, vector)
+        builder.store(square(start), accumulator)
+        with cgutils.for_range_slice(builder, builder.add(start, eight), stop, eight) as (i, _):
+            builder.store(builder.fadd(builder.load(accumulator), square(i)), accumulator)
+        # (r0 + r1, r2 + r3, r4 + r5, r6 + r7), ((r0 + r1) + (r2 + r3), (r4 + r5) + (r6 + r7)), their sum
+        total = pairs(pairs(pairs(builder.load(accumulator), 8), 4), 2)
+        return builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
 
     return signature, codegen
 
 
 @_jit
-def leaf_sum(x, start, stop, r, base):  # pragma: no cover (compiled)
-    # NumPy's pairwise leaf, x[start:stop] squared: ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)) of the
-    # eight lane sums r[base:base + 8], then the last n % 8 squares one by one
-    res = ((r[base] + r[base + 1]) + (r[base + 2] + r[base + 3])) + (
-        (r[base + 4] + r[base + 5]) + (r[base + 6] + r[base + 7])
-    )
+def leaf_sum(x, start, stop, combined):  # pragma: no cover (compiled)
+    # NumPy's pairwise leaf, x[start:stop] squared: the combined lane sums (combined_square_lanes), then the
+    # last n % 8 squares one by one
+    res = combined
     for i in range(stop - (stop - start) % 8, stop):
         res += x[i] * x[i]
     return res
@@ -116,39 +108,13 @@ def short_leaf_sum(x, start, stop):  # pragma: no cover (compiled)
 
 @_jit
 def leaf_sums(x, bounds, first, last, sums):  # pragma: no cover (compiled)
-    # sums[j] for the leaves j in [first, last), four at a time: four independent chains of vector adds
-    # instead of one, which would wait on each add's latency
-    j = first
-    while j < last:
-        if j + 4 <= last:
-            s0, s1, s2, s3, s4 = (
-                bounds[j],
-                bounds[j + 1],
-                bounds[j + 2],
-                bounds[j + 3],
-                bounds[j + 4],
-            )
-            if s1 - s0 >= 8 and s2 - s1 >= 8 and s3 - s2 >= 8 and s4 - s3 >= 8:
-                e0, e1, e2, e3 = (
-                    s1 - (s1 - s0) % 8,
-                    s2 - (s2 - s1) % 8,
-                    s3 - (s3 - s2) % 8,
-                    s4 - (s4 - s3) % 8,
-                )
-                r = interleaved_square_lanes(x, s0, s1, s2, s3, e0, e1, e2, e3)
-                sums[j] = leaf_sum(x, s0, s1, r, 0)
-                sums[j + 1] = leaf_sum(x, s1, s2, r, 8)
-                sums[j + 2] = leaf_sum(x, s2, s3, r, 16)
-                sums[j + 3] = leaf_sum(x, s3, s4, r, 24)
-                j += 4
-                continue
+    # sums[j] for the leaves j in [first, last)
+    for j in range(first, last):
         a, b = bounds[j], bounds[j + 1]
         if b - a < 8:
             sums[j] = short_leaf_sum(x, a, b)
-        else:  # one leaf alone; the other three chains are dummies over its first 8 elements
-            r = interleaved_square_lanes(x, a, a, a, a, b - (b - a) % 8, a + 8, a + 8, a + 8)
-            sums[j] = leaf_sum(x, a, b, r, 0)
-        j += 1
+        else:
+            sums[j] = leaf_sum(x, a, b, combined_square_lanes(x, a, b - (b - a) % 8))
 
 
 @_jit
