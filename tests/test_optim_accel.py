@@ -88,11 +88,14 @@ def test_adam_kernel_is_bitwise_the_numpy_kernel(problem):
 def test_adam_square_sum_is_bitwise_numpy_sum(problem):
     c, (p, g, m, v) = problem
     with np.errstate(all="ignore"):
-        expected = adam_kernel(np, c, p, g, m, v)[0]
         own = [a.copy() for a in (p, g, m, v)]
+        expected = adam_kernel(np, c, p, g, m, v)
         total = _accel.adam_step_square_sum_in_place(c, *own)
-        want = np.sum(expected * expected)
-    assert _bits(own[0]) == _bits(expected)
+        want = np.sum(expected[0] * expected[0])
+    # θ, m and v are the step's own (the sum is taken in the step's loop), g is read only
+    for name, got, step in zip("θmv", (own[0], own[2], own[3]), expected, strict=True):
+        assert _bits(got) == _bits(step), name
+    assert _bits(own[1]) == _bits(g)
     assert type(total) is type(want) and _bits(total) == _bits(want)
 
 
@@ -115,9 +118,10 @@ def test_large_tensor_square_sum_crosses_many_leaves():
     p, g, m = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
     v = np.abs(rng.standard_normal(n)).astype(np.float32)
     c = AdamStepCoefficients(None, 0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
-    expected = adam_kernel(np, c, p, g, m, v)[0]
+    expected, m_new, v_new = adam_kernel(np, c, p, g, m, v)
     total = _accel.adam_step_square_sum_in_place(c, p, g, m, v)
     assert _bits(p) == _bits(expected) and _bits(total) == _bits(np.sum(expected * expected))
+    assert _bits(m) == _bits(m_new) and _bits(v) == _bits(v_new)
 
 
 @pytest.mark.parametrize("n", [61994, 65982, 66979, 133778])
@@ -127,10 +131,11 @@ def test_square_sums_across_runs_of_leaves_with_leftovers(n):
     p, g, m = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
     v = np.abs(rng.standard_normal(n)).astype(np.float32)
     c = AdamStepCoefficients(None, 0.0, 0.1, 0.999, 0.3, 1e-8, 0.01)
-    expected = adam_kernel(np, c, p, g, m, v)[0]
+    expected, m_new, v_new = adam_kernel(np, c, p, g, m, v)
     assert _bits(_accel.square_sum(p)) == _bits(np.sum(p * p))
     total = _accel.adam_step_square_sum_in_place(c, p, g, m, v)
     assert _bits(p) == _bits(expected) and _bits(total) == _bits(np.sum(expected * expected))
+    assert _bits(m) == _bits(m_new) and _bits(v) == _bits(v_new)
 
 
 def _run_with_and_without_the_kernel(opt, dtype, donate, n_steps=5):
