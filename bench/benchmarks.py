@@ -141,13 +141,16 @@ def donated_thunks(
 
 
 def adam_then_scale(grads: dict[str, Any], params: dict[str, Any]) -> Callable[[], None]:
-    """The floor of an exact donated CPR step: Adam's donated step, then ``θ ← θ·c`` in place on each weight.
+    """The floor of an exact donated CPR step with every constraint active: Adam's donated step, then
+    ``θ ← θ·c`` in place on each weight.
 
     No R, no multiplier, no checks: only the pass that any exact CPR step adds to Adam's. λ_j needs R of the
     whole updated tensor θ_j before its first element can be scaled (paper Algorithm 1), so the constraint step
-    θ_j·(1 − 2λ_j) is a second read and write of θ_j after the step (docs/performance.md). The factor c is
-    1 − 2e-9 (a rounding no-op at these magnitudes, so that θ does not shrink over the rounds) and is a
-    float32 multiply by a Python float, the constraint step's own (``refreg.cpr._fused.constraint_step_into``).
+    θ_j·(1 − 2λ_j) is a second read and write of θ_j after the step (docs/performance.md). This holds for a step
+    whose constraints are all active (λ_j > 0), as the AdamCPR step here with κ = 0.9·R(θ₀); with λ_j = 0 CPR
+    skips the multiply. The factor 1 − 2e-9 rounds to exactly 1.0 in float32, so θ does not shrink over the
+    rounds; it is a float32 multiply by a Python float, the constraint step's own
+    (``refreg.cpr._fused.constraint_step_into``).
     """
     adam = refreg.adam(1e-3)
     own = {k: v.copy() for k, v in params.items()}

@@ -16,7 +16,7 @@ installed (:mod:`refreg._numba`) it is one loop that reads θ, g, m, v and write
   steps a run of 512 leaves (about 50K elements), sums them from L2 with the same eight accumulators as LLVM
   vector adds, one leaf at a time (:mod:`refreg.optim._loops`), and adds the leaves' sums up NumPy's
   tree. (Eight scalar accumulators in a numba loop are not vectorised by LLVM: 4.9 ms on 12M float32 elements
-  where NumPy's multiply and sum took 4.6. Four leaves summed side by side were as fast from cache and 2–3.5×
+  where NumPy's multiply and sum took 4.6. Four leaves summed side by side were as fast from cache and 2.0–3.3×
   slower from memory than one leaf at a time. Measured gains in docs/performance.md.)
 
 The compiled loops are module-level functions of one numba-only module, :mod:`refreg.optim._loops`, so that

@@ -44,7 +44,7 @@ def combined_square_lanes(typingctx, x, start, stop):
     shuffles (the same additions, lane-wise), because LLVM does not vectorise eight scalar accumulators
     (measured: 0.4 ns per element, slower than NumPy's own sum). No fast-math flags: every multiply and add is
     rounded as NumPy's. One leaf at a time: the next leaf's chain is independent, so the processor overlaps
-    them; four leaves interleaved by hand were as fast from cache and 2–3.5× slower from memory (four streams;
+    them; four leaves interleaved by hand were as fast from cache and 2.0–3.3× slower from memory (four streams;
     docs/performance.md). ``x`` must be a C-contiguous 1-D array (the vector loads read consecutive memory);
     any other is a typing error.
     """
