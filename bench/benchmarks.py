@@ -123,9 +123,15 @@ def step_thunks(optimizers: dict[str, Any], grads: dict[str, Any], params: dict[
 
 
 def donated_thunks(
-    optimizers: dict[str, Any], grads: dict[str, Any], params: dict[str, Any]
+    optimizers: dict[str, Any],
+    grads: dict[str, Any],
+    params: dict[str, Any],
+    then: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict:
-    """One ``update(..., donate=True)`` per call on each optimizer's own copy of the parameters."""
+    """One ``update(..., donate=True)`` per call on each optimizer's own copy of the parameters.
+
+    ``then(new_params)``, if given, runs after each update inside the timed call.
+    """
     thunks = {}
     for key, opt in optimizers.items():
         own = {k: v.copy() for k, v in params.items()}
@@ -135,6 +141,8 @@ def donated_thunks(
             holder["params"], holder["state"] = opt.update(
                 grads, holder["state"], holder["params"], donate=True
             )
+            if then is not None:
+                then(holder["params"])
 
         thunks[key] = step
     return thunks
@@ -152,19 +160,13 @@ def adam_then_scale(grads: dict[str, Any], params: dict[str, Any]) -> Callable[[
     rounds; it is a float32 multiply by a Python float, the constraint step's own
     (``refreg.cpr._fused.constraint_step_into``).
     """
-    adam = refreg.adam(1e-3)
-    own = {k: v.copy() for k, v in params.items()}
-    holder = {"params": own, "state": adam.init(own)}
     weights = [k for k, v in params.items() if v.ndim >= 2]  # what CPR regularizes by default
 
-    def step() -> None:
-        holder["params"], holder["state"] = adam.update(
-            grads, holder["state"], holder["params"], donate=True
-        )
+    def scale(new_params: dict[str, Any]) -> None:
         for k in weights:
-            np.multiply(holder["params"][k], 1.0 - 2e-9, out=holder["params"][k])
+            np.multiply(new_params[k], 1.0 - 2e-9, out=new_params[k])
 
-    return step
+    return donated_thunks({"floor": refreg.adam(1e-3)}, grads, params, then=scale)["floor"]
 
 
 def torch_adam_thunks(params: dict[str, Any], grads: dict[str, Any]) -> dict:

@@ -105,7 +105,7 @@ def test_adam_square_sum_is_bitwise_numpy_sum(problem):
     )
 )
 def test_square_sum_is_bitwise_numpy_sum(x):
-    # sizes from one short leaf (< 8) to ~40 leaves: groups of four, leftovers, odd leaf lengths
+    # sizes from one short leaf (< 8) to ~40 leaves: leaves with and without a remainder of n % 8
     with np.errstate(all="ignore"):
         want = np.sum(x * x)
         got = _accel.square_sum(x)
@@ -126,7 +126,7 @@ def test_large_tensor_square_sum_crosses_many_leaves():
 
 @pytest.mark.parametrize("n", [61994, 65982, 66979, 133778])
 def test_square_sums_across_runs_of_leaves_with_leftovers(n):
-    # 513, 567, 692 and 1362 leaves: runs of 512 leaves, then 1, 3, 0 and 2 leaves beyond the groups of four
+    # 513, 567, 692 and 1362 leaves: runs of 512 leaves and a last, shorter run
     rng = np.random.default_rng(n)
     p, g, m = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
     v = np.abs(rng.standard_normal(n)).astype(np.float32)
